@@ -1,0 +1,352 @@
+"""Decides a new comment's fate from a site's rules and the facts the caller looked up, and says why."""
+
+import re
+import unicodedata
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property, lru_cache
+from itertools import accumulate, compress, islice
+from operator import itemgetter
+from urllib.parse import urlsplit
+
+
+class Status(StrEnum):
+    """Where a comment stands."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    FLAGGED = "flagged"
+
+
+MODES = ("pre", "known_authors", "post")
+BODY_CAP = 10_000
+DEFAULT_RULES = {
+    "moderation_mode": "pre", "blocked_words": [], "held_words": [], "max_links": 2, "flood_seconds": 15,
+    "max_length": BODY_CAP, "close_after_days": 0, "allowed_origins": [],
+}  # fmt: skip
+_RANGES = {
+    "max_links": (0, 1000), "flood_seconds": (0, 86400), "max_length": (1, BODY_CAP), "close_after_days": (0, 36500)
+}  # fmt: skip
+_MAX_ENTRIES, _MAX_ENTRY_CHARS, _MAX_WORD_REASONS = 5000, 100, 20
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*\.?|[0-9a-f:.]*:[0-9a-f:.]*")
+_CHUNK = 256
+_FIELDS = ("text", "name", "email", "website")  # every place a spammer can put words
+_WORD = re.compile(r"[^\W_]+")  # letters and digits; the underscore splits words like any punctuation
+_LOOKALIKES = str.maketrans(
+    "аеорсухіјѕһԁӏԛԝкАВЕКМНОРСТУХІЈЅ" "αεικνορτυχϲϳΑΒΕΖΗΙΚΜΝΟΡΤΥΧ" "ıɑɡօ",
+    "aeopcyxijshdlqwkabekmhopctyxijs" "aeikvoptuxcjabezhikmnoptyx" "iago",
+)
+
+
+class RulesError(ValueError):
+    """A bad rules document; .key names the rule at fault ("" for the document), str() is a sentence for a person."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key}: {problem}" if key else problem)
+        self.key = key
+
+
+def _show(value: object) -> str:
+    """A short repr of a bad value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_rules(data: object) -> dict:
+    """Checks a whole rules document and returns it normalised, missing keys taking their default."""
+    if not isinstance(data, dict):
+        raise RulesError("", f"the rules must be a JSON object, got {type(data).__name__} {_show(data)}")
+    for key in data:
+        if key not in DEFAULT_RULES:
+            raise RulesError(str(key), f"not a known rule (known rules: {', '.join(DEFAULT_RULES)})")
+    out = {}
+    for key, default in DEFAULT_RULES.items():
+        value = data.get(key, default)
+        if key == "moderation_mode":
+            if not isinstance(value, str) or value not in MODES:
+                raise RulesError(key, f"must be one of 'pre', 'known_authors' or 'post', got {_show(value)}")
+        elif key in _RANGES:
+            low, high = _RANGES[key]
+            if type(value) is not int or not low <= value <= high:  # type(), not isinstance: True is not a number here
+                raise RulesError(key, f"must be a whole number from {low} to {high}, got {_show(value)}")
+        else:
+            value = _clean_list(key, value, _origin if key == "allowed_origins" else _entry)
+        out[key] = value
+    return out
+
+
+def _clean_list(key: str, value: object, clean) -> list[str]:
+    """value as a list of clean(item), duplicates dropped; clean raises ValueError saying what an item must be."""
+    if not isinstance(value, list):
+        raise RulesError(key, f"must be a list, got {_show(value)}")
+    if len(value) > _MAX_ENTRIES:
+        raise RulesError(key, f"must have at most {_MAX_ENTRIES} entries, got {len(value)}")
+    out: dict[str, None] = {}
+    for n, item in enumerate(value, 1):
+        try:
+            out[clean(item)] = None
+        except ValueError as error:
+            raise RulesError(key, f"entry {n} {error}, got {_show(item)}") from None
+    return list(out)
+
+
+def _entry(item: object) -> str:
+    """A word-list entry, stripped."""
+    if not isinstance(item, str) or not item.strip():
+        raise ValueError("must be a non-empty word or phrase")
+    if len(item.strip()) > _MAX_ENTRY_CHARS:
+        raise ValueError(f"must be at most {_MAX_ENTRY_CHARS} characters long")
+    if not _WORD.search(_normalise(item)):
+        raise ValueError("must have a letter or digit in it")
+    return item.strip()
+
+
+def _origin(item: object) -> str:
+    """item as 'scheme://host[:port]' in lower case, without a default port."""
+    problem = ValueError("must be an origin like 'https://example.com:8443' (no path, query or user)")
+    if not isinstance(item, str) or any(c in item.strip() for c in "?#@\\ \t\r\n"):
+        raise problem
+    try:
+        parts = urlsplit(item.strip().lower())
+        port, host = parts.port, parts.hostname or ""
+    except ValueError:
+        raise problem from None
+    if parts.scheme not in _DEFAULT_PORTS or parts.path not in ("", "/") or port == 0 or not _HOST.fullmatch(host):
+        raise problem
+    host = f"[{host}]" if ":" in host else host.rstrip(".")
+    # Browsers leave the default port out of an Origin header, so it must not be in the stored origin either.
+    suffix = f":{port}" if port and port != _DEFAULT_PORTS[parts.scheme] else ""
+    return f"{parts.scheme}://{host}{suffix}"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The new comment, as the rules see it; text is the visible text of the sanitized body."""
+
+    text: str
+    links: int
+    name: str = ""
+    email: str = ""
+    website: str = ""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the caller looked up; known_author comes from a signed author token, never from a typed name or email."""
+
+    known_author: bool = False
+    seconds_since_last_from_ip: float | None = None
+    article_age_days: float | None = None
+    article_closed: bool = False
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The comment is not taken at all and nothing is stored."""
+
+    status_code: int
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A stored comment's status and the reasons a moderator reads."""
+
+    status: Status
+    reasons: tuple[str, ...]
+
+
+def refuse(draft: Draft, rules: dict, facts: Facts) -> Refusal | None:
+    """A refusal if the comment must not be stored (closed 403, too long 400, too fast 429), else None."""
+    days, age = rules["close_after_days"], facts.article_age_days
+    if facts.article_closed or (days > 0 and age is not None and age >= days):
+        return Refusal(403, "Comments are closed on this article.")
+    length, limit = len(draft.text), min(rules["max_length"], BODY_CAP)
+    if length > limit:
+        return Refusal(400, f"Your comment is too long: {length} characters (limit {limit}).", "body")
+    wait, since = rules["flood_seconds"], facts.seconds_since_last_from_ip
+    if wait > 0 and since is not None and since < wait:
+        return Refusal(429, "You are posting comments too quickly. Slow down.")
+    return None
+
+
+def decide(draft: Draft, rules: dict, facts: Facts) -> Decision:
+    """REJECTED on a blocked word; else PENDING with every hold reason; else APPROVED."""
+    texts = [(field, _Words(value)) for field in _FIELDS if (value := getattr(draft, field))]
+    blocked = _word_reasons("rejected", "blocked", texts, rules["blocked_words"])
+    if blocked:
+        return Decision(Status.REJECTED, tuple(blocked))
+    reasons = _word_reasons("held", "held", texts, rules["held_words"])
+    if draft.links > rules["max_links"]:
+        noun = "link" if draft.links == 1 else "links"
+        reasons.append(f"held: contains {draft.links} {noun} (limit {rules['max_links']})")
+    mode = rules["moderation_mode"]
+    if mode == "pre":
+        reasons.append("held: pre-moderation (every comment waits for a moderator)")
+    elif mode == "known_authors" and not facts.known_author:
+        reasons.append("held: new author (no earlier approved comment)")
+    if reasons:
+        return Decision(Status.PENDING, tuple(reasons))
+    return Decision(Status.APPROVED, (f"approved: {'known author' if mode == 'known_authors' else 'post-moderation'}",))
+
+
+def _word_reasons(verdict: str, kind: str, texts: list[tuple[str, "_Words"]], entries: list[str]) -> list[str]:
+    """One reason per entry found in each of the draft's fields; capped so spam cannot flood the list."""
+    if not entries:
+        return []
+    matcher = _compile(tuple(entries))
+    reasons = []
+    for field, words in texts:
+        where = "" if field == "text" else f" in {field}"
+        for entry, matched in words.find(matcher):
+            seen = "" if matched == entry else f" (as '{_visible(matched)}')"
+            reasons.append(f"{verdict}: matched {kind} word '{entry}'{seen}{where}")
+    if len(reasons) > _MAX_WORD_REASONS:
+        more = len(reasons) - _MAX_WORD_REASONS
+        reasons[_MAX_WORD_REASONS:] = [f"{verdict}: matched {more} more {kind} word{'s' * (more > 1)}"]
+    return reasons
+
+
+def _visible(text: str) -> str:
+    """Matched text for a reason: whitespace collapsed, invisible characters spelled out, at most 100 characters."""
+    text = "".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) == "Cf" else c for c in " ".join(text.split()))
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def find_words(text: str, words: list[str]) -> list[tuple[str, str]]:
+    """(entry, matched text) pairs in text order: whole normalised words, "refund*" a prefix, "buy now" a sequence."""
+    return _Words(text).find(_compile(tuple(words))) if words else []
+
+
+class _Fold(dict):
+    """ord(char) -> that character normalised; filled lazily, as texts only hold a few thousand distinct characters."""
+
+    def __missing__(self, code: int) -> str:
+        text = unicodedata.normalize("NFKC", chr(code)).translate(_LOOKALIKES).casefold()
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if unicodedata.category(c) not in ("Mn", "Me", "Cf")).translate(_LOOKALIKES)
+        if len(self) < 50_000:  # bounded against texts made of every rare character there is
+            self[code] = text
+        return text
+
+
+_FOLD = _Fold()
+
+
+def _normalise(text: str) -> str:
+    """NFKC, casefold, accents and invisible characters removed, look-alikes folded; character by character."""
+    # Per-character folding makes positions easy to map back and is what whole-string NFKC/NFD does for our purposes.
+    return text.lower() if text.isascii() else text.translate(_FOLD)
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    """A word list compiled into lookups, so the cost of a text grows with its words, not with the list."""
+
+    words: dict[str, str]  # "refund" -> entry
+    stems: dict[str, str]  # "refund" -> "refund*"
+    head: itemgetter  # w[:k] for the shortest stem length k
+    heads: frozenset[str]  # each stem's first k characters
+    cutters: tuple[itemgetter, ...]  # w[:k] for each stem length k
+    phrases: dict[tuple[str, ...], str]  # ("buy", "now") -> entry; ("buy", "cheap", "*") -> "buy cheap*"
+    shapes: dict[str, set[tuple[int, int]]]  # "buy n" -> {(word count, stem length of the last word or 0)}
+
+
+@lru_cache(maxsize=64)
+def _compile(entries: tuple[str, ...]) -> _Matcher:
+    """The matcher for a word list, cached so every decision under the same rules reuses it."""
+    words, stems, phrases, shapes = {}, {}, {}, {}
+    for entry in entries:
+        star = entry.rstrip().endswith("*")
+        toks = _WORD.findall(_normalise(entry))
+        if len(toks) == 1:
+            (stems if star else words).setdefault(toks[0], entry)
+        elif toks:
+            phrases.setdefault((*toks, "*") if star else tuple(toks), entry)
+            shapes.setdefault(f"{toks[0]} {toks[1][0]}", set()).add((len(toks), len(toks[-1]) if star else 0))
+    lengths = sorted({len(s) for s in stems}) or [1]
+    head = itemgetter(slice(0, lengths[0]))
+    heads = frozenset(map(head, stems))
+    return _Matcher(words, stems, head, heads, tuple(itemgetter(slice(0, k)) for k in lengths), phrases, shapes)
+
+
+class _Words:
+    """A text's normalised words, with lookups built once and shared by every word list checked against it."""
+
+    def __init__(self, text: str):
+        self.text = text
+        if text.isascii():
+            self.norm, self.chunk_ends = text.lower(), None
+        else:  # chunked, so a normalised position can be traced back without re-folding the whole text
+            parts = [text[i : i + _CHUNK].translate(_FOLD) for i in range(0, len(text), _CHUNK)]
+            self.norm, self.chunk_ends = "".join(parts), list(accumulate(map(len, parts)))
+        self.toks = _WORD.findall(self.norm)
+        self.seen = list(set(self.toks))
+
+    @cached_property
+    def first(self) -> dict[str, int]:
+        """Each word's first index, built in C."""
+        return dict(zip(reversed(self.toks), range(len(self.toks) - 1, -1, -1)))
+
+    @cached_property
+    def pairs(self) -> tuple[list[str], set[str]]:
+        """'word n' for each word and the next one's initial, the filter phrases go through; as a list and a set."""
+        pairs = list(map(" ".join, zip(self.toks, map(itemgetter(0), islice(self.toks, 1, None)))))
+        return pairs, set(pairs)
+
+    def find(self, m: _Matcher) -> list[tuple[str, str]]:
+        """(entry, matched original text) for each entry of m found, in text order."""
+        hits = _scan(m, self)
+        spans = list(islice(map(re.Match.span, _WORD.finditer(self.norm)), max((j for _, _, j in hits), default=0)))
+        original = self._original
+        return [(e, self.text[original(spans[i][0], True) : original(spans[j - 1][1], False)]) for e, i, j in hits]
+
+    def _original(self, pos: int, start: bool) -> int:
+        """The index in the original text of a normalised position, taken as a match's start or end."""
+        if self.chunk_ends is None:
+            return pos
+        c = (bisect_right if start else bisect_left)(self.chunk_ends, pos)
+        chunk = self.text[c * _CHUNK : (c + 1) * _CHUNK]
+        before = self.chunk_ends[c - 1] if c else 0
+        ends = list(accumulate(map(len, map(_FOLD.__getitem__, map(ord, chunk))), initial=before))
+        if start:
+            return c * _CHUNK + bisect_right(ends, pos) - 1
+        end = c * _CHUNK + bisect_left(ends, pos)
+        while end < len(self.text) and unicodedata.category(self.text[end]) in ("Mn", "Me"):  # keep its accents
+            end += 1
+        return end
+
+
+def _scan(m: _Matcher, w: _Words) -> list[tuple[str, int, int]]:
+    """(entry, first word, end word) for the first place each entry occurs, in text order."""
+    hits: dict[str, tuple[int, int]] = {}
+
+    def hit(entry: str, i: int, j: int) -> None:
+        if entry not in hits or i < hits[entry][0]:
+            hits[entry] = (i, j)
+
+    for tok in m.words.keys() & w.seen:
+        hit(m.words[tok], w.first[tok], w.first[tok] + 1)
+    if m.stems:  # only words that begin like some stem (a C-speed filter) are cut at every stem length
+        for tok in compress(w.seen, map(m.heads.__contains__, map(m.head, w.seen))):
+            for cut in m.cutters:
+                if (entry := m.stems.get(cut(tok))) is not None:
+                    hit(entry, w.first[tok], w.first[tok] + 1)
+    pairs, pair_set = w.pairs if m.shapes else ([], set())
+    for pair in m.shapes.keys() & pair_set:
+        i = pairs.index(pair)
+        while True:
+            for n, k in m.shapes[pair]:
+                if i + n <= len(w.toks):
+                    key = (*w.toks[i : i + n - 1], w.toks[i + n - 1][:k], "*") if k else tuple(w.toks[i : i + n])
+                    if key in m.phrases:
+                        hit(m.phrases[key], i, i + n)
+            try:
+                i = pairs.index(pair, i + 1)
+            except ValueError:
+                break
+    return sorted(((entry, i, j) for entry, (i, j) in hits.items()), key=itemgetter(1))
