@@ -1,0 +1,166 @@
+"""The data model: sites, articles, comments, users and the audit log."""
+import secrets
+import string
+from datetime import datetime, timezone
+from enum import StrEnum
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+from .rules import Status, validate_rules
+
+KEY_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_site_key() -> str:
+    """Twelve letters and digits, starting with a letter so it never reads as an option."""
+    return secrets.choice(string.ascii_lowercase) + "".join(secrets.choice(KEY_ALPHABET) for _ in range(11))
+
+
+def enum_of(values: type[StrEnum]) -> sa.Enum:
+    """A portable enum column that stores the readable values ("pending"), not the names."""
+    return sa.Enum(values, native_enum=False, length=16, values_callable=lambda kind: [m.value for m in kind])
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MODERATOR = "moderator"
+
+
+moderator_sites = sa.Table(
+    "moderator_sites",
+    db.metadata,
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("site_id", sa.ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Site(db.Model):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(32), unique=True, default=new_site_key)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    rules: Mapped[dict] = mapped_column(sa.JSON, default=lambda: validate_rules({}))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return self.rules.get("allowed_origins", [])
+
+
+class Article(db.Model):
+    __tablename__ = "articles"
+    __table_args__ = (sa.UniqueConstraint("site_id", "url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    title: Mapped[str] = mapped_column(sa.String(300), default="")
+    closed: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    site: Mapped[Site] = relationship()
+
+
+class Comment(db.Model):
+    __tablename__ = "comments"
+    __table_args__ = (
+        sa.Index("ix_comments_queue", "site_id", "status", "id"),
+        sa.Index("ix_comments_thread", "article_id", "status", "id"),
+        sa.Index("ix_comments_site_ip", "site_id", "ip", "created_at"),
+        sa.Index("ix_comments_author_key", "site_id", "author_key", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    article_id: Mapped[int] = mapped_column(sa.ForeignKey("articles.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("comments.id", ondelete="SET NULL"))
+    author_name: Mapped[str] = mapped_column(sa.String(100))
+    author_email: Mapped[str] = mapped_column(sa.String(254))
+    author_website: Mapped[str] = mapped_column(sa.String(200), default="")
+    # The random id inside the signed author token that the reader's browser keeps.
+    author_key: Mapped[str | None] = mapped_column(sa.String(64))
+    body: Mapped[str] = mapped_column(sa.Text)
+    body_html: Mapped[str] = mapped_column(sa.Text)
+    sanitizer_version: Mapped[int] = mapped_column(default=1)
+    status: Mapped[Status] = mapped_column(enum_of(Status), default=Status.PENDING)
+    reasons: Mapped[list] = mapped_column(sa.JSON, default=list)
+    ip: Mapped[str | None] = mapped_column(sa.String(45))
+    user_agent: Mapped[str] = mapped_column(sa.String(400), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    # Bumped by every change, so a decision applies only to the state the moderator saw.
+    version: Mapped[int] = mapped_column(default=1)
+
+    site: Mapped[Site] = relationship()
+    article: Mapped[Article] = relationship()
+    parent: Mapped["Comment | None"] = relationship(remote_side=[id])
+    decided_by: Mapped["User | None"] = relationship()
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    role: Mapped[Role] = mapped_column(enum_of(Role), default=Role.MODERATOR)
+    # A moderator created without --site moderates every site, including sites added later.
+    all_sites: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    # Part of the login session's id: changing it ends every session of this user.
+    session_token: Mapped[str] = mapped_column(sa.String(64), default=lambda: secrets.token_hex(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sites: Mapped[list[Site]] = relationship(secondary=moderator_sites)
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_token}"
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def site_ids(self) -> list[int] | None:
+        """The ids of the sites this user may see; None means every site."""
+        if self.is_admin or self.all_sites:
+            return None
+        return [site.id for site in self.sites]
+
+
+class AuditEvent(db.Model):
+    """One row per moderation decision or rules change; written in the same transaction."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_site_time", "site_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    comment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("comments.id", ondelete="SET NULL"), index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    # The actor's email at the time, kept even if the user is later removed.
+    actor: Mapped[str] = mapped_column(sa.String(254), default="")
+    action: Mapped[str] = mapped_column(sa.String(32))
+    from_status: Mapped[str | None] = mapped_column(sa.String(16))
+    to_status: Mapped[str | None] = mapped_column(sa.String(16))
+    detail: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
