@@ -1,0 +1,97 @@
+"""Flask-WTF forms: the reader's reply form, the moderator's login and decision forms."""
+import unicodedata
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, IntegerField, PasswordField, StringField, TextAreaField, URLField
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+
+KEEP_CONTROLS = {"\n", "\t"}
+
+
+def clean_text(value: str | None) -> str | None:
+    """NFC, without NUL and other control characters or lone surrogates (which no database stores)."""
+    if value is None:
+        return None
+    value = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))
+    return "".join(ch for ch in value if ch in KEEP_CONTROLS
+                   or unicodedata.category(ch) not in ("Cc", "Cs"))
+
+
+def clean_line(value: str | None) -> str | None:
+    """One line of text: also without format characters (bidi overrides, zero-width), trimmed."""
+    value = clean_text(value)
+    if value is None:
+        return None
+    return " ".join("".join(ch for ch in value if unicodedata.category(ch) != "Cf").split())
+
+
+def email_syntax(form, field) -> None:
+    if not field.data:
+        return
+    try:
+        field.data = validate_email(field.data, check_deliverability=False, test_environment=True).normalized
+    except EmailNotValidError:
+        raise ValidationError("Please enter a valid email address, like name@example.com.")
+
+
+def web_address(form, field) -> None:
+    if not field.data:
+        return
+    parts = urlsplit(field.data)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or " " in field.data:
+        raise ValidationError("Please enter a web address starting with http:// or https://.")
+
+
+class CommentForm(FlaskForm):
+    """The fields a reader fills in; the same validation serves the widget and the API."""
+
+    body = TextAreaField("Comment", filters=[clean_text], validators=[
+        DataRequired("Please write your comment."),
+        Length(max=10_000, message="Your comment is too long: at most 10,000 characters.")])
+    name = StringField("Name", filters=[clean_line], validators=[
+        DataRequired("Please enter your name."),
+        Length(max=100, message="Your name can be at most 100 characters.")])
+    email = EmailField("Email", filters=[clean_line], validators=[
+        DataRequired("Please enter your email address."),
+        Length(max=254, message="Your email address can be at most 254 characters."), email_syntax])
+    website = URLField("Website", filters=[clean_line], validators=[
+        Optional(), Length(max=200, message="Your website address can be at most 200 characters."),
+        web_address])
+    parent_id = IntegerField(validators=[Optional()])
+
+
+class WidgetForm(CommentForm):
+    """The reply form inside the widget: protected by its own signed token, not a session."""
+
+    class Meta:
+        csrf = False
+
+    token = HiddenField()
+    url = HiddenField()
+    title = HiddenField()
+    author_token = HiddenField()
+
+
+class ApiCommentForm(CommentForm):
+    """The JSON API's comment: CORS and the origin check protect it, not a form token."""
+
+    class Meta:
+        csrf = False
+
+    url = StringField(validators=[InputRequired("The article's address (url) is required."),
+                                  Length(max=2000, message="The article's address is too long.")])
+    title = StringField(filters=[clean_line], validators=[Optional(), Length(max=300)])
+    author_token = StringField(validators=[Optional(), Length(max=1000)])
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", filters=[clean_line], validators=[DataRequired("Please enter your email.")])
+    password = PasswordField("Password", validators=[DataRequired("Please enter your password.")])
+
+
+class DecisionForm(FlaskForm):
+    """Approve / reject / flag: the action is in the URL, the version is what the moderator saw."""
+
+    version = IntegerField(validators=[InputRequired()])

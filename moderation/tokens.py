@@ -1,0 +1,56 @@
+"""Signed tokens: the reply form's token, the author token a reader's browser keeps, and the
+"you just posted" receipt. All are signed with SECRET_KEY and carry their own purpose (salt)."""
+import secrets
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+FORM_SALT = "comment-form"
+AUTHOR_SALT = "author-token"
+RECEIPT_SALT = "posted-receipt"
+RECEIPT_MAX_AGE = 15 * 60
+AUTHOR_MAX_AGE = 5 * 365 * 24 * 3600
+
+
+def _serializer(salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt=salt)
+
+
+def _load(salt: str, token: str, max_age: int):
+    if not token or len(token) > 1000 or not token.isascii():
+        return None
+    try:
+        return _serializer(salt).loads(token, max_age=max_age)
+    except BadSignature:
+        return None
+
+
+def form_token(site_key: str, url: str) -> str:
+    """A token for one reply form: the site and article it belongs to, when it was issued, a nonce."""
+    return _serializer(FORM_SALT).dumps({"s": site_key, "u": url, "n": secrets.token_hex(8)})
+
+
+def form_token_valid(token: str, site_key: str, url: str) -> bool:
+    data = _load(FORM_SALT, token, current_app.config["COMMENT_FORM_MAX_AGE"])
+    return isinstance(data, dict) and data.get("s") == site_key and data.get("u") == url
+
+
+def new_author_token() -> tuple[str, str]:
+    """(author key stored with the comment, signed token for the reader's browser)."""
+    key = secrets.token_hex(16)
+    return key, _serializer(AUTHOR_SALT).dumps(key)
+
+
+def author_key_from(token: str | None) -> str | None:
+    key = _load(AUTHOR_SALT, token or "", AUTHOR_MAX_AGE)
+    return key if isinstance(key, str) else None
+
+
+def receipt(comment_id: int, author_token: str) -> str:
+    """Shown once after posting, to the browser that posted: which comment, and its author token."""
+    return _serializer(RECEIPT_SALT).dumps({"c": comment_id, "a": author_token})
+
+
+def read_receipt(token: str | None) -> dict | None:
+    data = _load(RECEIPT_SALT, token or "", RECEIPT_MAX_AGE)
+    return data if isinstance(data, dict) else None
