@@ -47,7 +47,7 @@ def read_password() -> str:
 @with_appcontext
 def init_db() -> None:
     """Create the database schema, or upgrade it to the latest version. Safe to run twice."""
-    upgrade()
+    upgrade(revision="heads")
     url = db.engine.url.render_as_string(hide_password=True)
     click.echo(f"The database at {url} is up to date.")
 
