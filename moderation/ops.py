@@ -1,0 +1,66 @@
+"""For operators running several app servers: /healthz for the load balancer, and one JSON
+log line per request carrying a request id (X-Request-ID, echoed or generated)."""
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+
+from .extensions import db
+
+bp = Blueprint("ops", __name__)
+log = logging.getLogger("moderation.requests")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+@bp.get("/healthz")
+def healthz():
+    """200 when the database answers, 503 otherwise: take this node out of the pool."""
+    try:
+        db.session.execute(sa.select(1))
+    except sa.exc.SQLAlchemyError:
+        db.session.rollback()
+        current_app.logger.warning("Health check: the database does not answer", exc_info=True)
+        response = jsonify(status="unavailable", error="The database does not answer.")
+        response.status_code = 503
+    else:
+        response = jsonify(status="ok")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def start_request() -> None:
+    g.request_started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def log_request(response: Response) -> Response:
+    """No IP address or query string in the line: logs outlive the retention rules."""
+    if "request_id" not in g:  # an earlier before_request hook answered first
+        start_request()
+    response.headers["X-Request-ID"] = g.request_id
+    if current_app.config["REQUEST_LOG"]:
+        log.info(json.dumps({
+            "request_id": g.request_id, "method": request.method, "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - g.request_started) * 1000, 2),
+        }))
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.before_request(start_request)
+    app.after_request(log_request)
+    if not log.handlers:  # one handler per process, however many apps are created
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    log.disabled = False  # Alembic's logging.fileConfig (init-db in this process) disables it

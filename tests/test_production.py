@@ -1,0 +1,358 @@
+"""Production: SQLite write transactions under several gunicorn workers, the cached public
+thread (versions, ETags, Cache-Control, pages), /healthz and the request log."""
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from moderation import create_app
+from moderation.cache import PAGE_SIZE, PUBLIC
+from moderation.extensions import db
+from moderation.models import Article, Comment, Site
+from moderation.rules import Status, validate_rules
+
+from .conftest import ARTICLE, ORIGIN, comment_fields, count
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ON_SQLITE = not os.environ.get("MODERATION_TEST_DATABASE_URL", "").startswith("postgresql")
+
+
+def get_thread(client, site, headers=None, **params):
+    return client.get("/api/v1/threads", query_string={"site": site.key, "url": ARTICLE, **params},
+                      headers=headers or {})
+
+
+def get_widget(client, site, headers=None, **params):
+    return client.get(f"/embed/{site.key}", query_string={"url": ARTICLE, **params}, headers=headers or {})
+
+
+def version(app) -> int:
+    with app.app_context():
+        return db.session.scalar(sa.select(Article.thread_version).where(Article.url == ARTICLE))
+
+
+def approve(client, app, comment_id, action="approve"):
+    with app.app_context():
+        seen = db.session.get(Comment, comment_id).version
+    response = client.post(f"/moderate/comments/{comment_id}/{action}", data={"version": seen})
+    assert response.status_code == 302
+
+
+@pytest.fixture
+def moderator(make_user, auth):
+    make_user(all_sites=True)
+    auth.login()
+    return auth
+
+
+def add_approved(app, site, how_many, parent_id=None, start=0) -> list[int]:
+    """Approved comments written straight to the database, as an import would, with the bump."""
+    from moderation import comments
+
+    with app.app_context():
+        article = comments.article_for(db.session.get(Site, site.id), ARTICLE)
+        if article is None:
+            article = Article(site_id=site.id, url=ARTICLE, title="Riverside")
+            db.session.add(article)
+            db.session.flush()
+        rows = [Comment(site_id=site.id, article_id=article.id, parent_id=parent_id, author_name=f"Reader {n}",
+                        author_email=f"r{n}@example.org", body=f"Comment {n}", body_html=f"<p>Comment {n}</p>",
+                        status=Status.APPROVED) for n in range(start, start + how_many)]
+        db.session.add_all(rows)
+        comments.bump_thread(article.id)
+        db.session.commit()
+        return [row.id for row in rows]
+
+
+# --- SQLite: write transactions take the lock at BEGIN ------------------------------------
+
+@pytest.mark.skipif(not ON_SQLITE, reason="SQLite only")
+def test_sqlite_writes_begin_immediate_and_reads_deferred(app):
+    statements = []
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, *args: statements.append(statement))
+        for method, expected in (("POST", "BEGIN IMMEDIATE"), ("GET", "BEGIN")):
+            with app.test_request_context(method=method):
+                statements.clear()
+                db.session.scalar(sa.select(sa.func.count()).select_from(Site))
+                db.session.rollback()
+                assert statements[0] == expected
+        pragmas = db.session.connection().exec_driver_sql
+        assert pragmas("PRAGMA journal_mode").scalar() == "wal"
+        assert pragmas("PRAGMA foreign_keys").scalar() == 1
+        assert pragmas("PRAGMA busy_timeout").scalar() == 10000
+        assert pragmas("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(env: dict, port: int, log_path, workers: int = 4) -> subprocess.Popen:
+    """`gunicorn wsgi:app` from the project root, as production runs it; waits until it answers."""
+    log = open(log_path, "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}", "-w", str(workers),
+         "--threads", "4", "--graceful-timeout", "2"],
+        cwd=PROJECT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    for _ in range(150):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        if server.poll() is not None:
+            break
+        time.sleep(0.1)
+    stop(server)
+    pytest.fail(f"gunicorn did not start:\n{open(log_path).read()[-3000:]}")
+
+
+def stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=15)
+
+
+@pytest.mark.skipif(not ON_SQLITE, reason="SQLite only")
+def test_four_gunicorn_workers_posting_at_once_never_lock(tmp_path):
+    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
+    app.test_cli_runner().invoke(args=["init-db"], catch_exceptions=False)
+    with app.app_context():
+        site = Site(name="Busy", rules=validate_rules({"allowed_origins": [ORIGIN], "flood_seconds": 0,
+                                                       "moderation_mode": "post"}))
+        db.session.add(site)
+        db.session.commit()
+        db.session.refresh(site)
+        db.session.expunge(site)
+    port = free_port()
+    env = {"MODERATION_SQLALCHEMY_DATABASE_URI": url, "MODERATION_SECRET_KEY": "concurrency-test",
+           "MODERATION_RATELIMIT_ENABLED": "false", "MODERATION_REQUEST_LOG": "false"}
+    server = start_gunicorn(env, port, tmp_path / "gunicorn.log")
+    try:
+        def post(n: int) -> tuple[int, str]:
+            fields = comment_fields(site, body=f"Comment number {n} from a busy thread.",
+                                    email=f"reader{n}@example.org")
+            response = requests.post(f"http://127.0.0.1:{port}/api/v1/comments", json=fields,
+                                     headers={"Origin": ORIGIN}, timeout=30)
+            return response.status_code, response.text
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(post, range(200)))
+    finally:
+        stop(server)
+    statuses = [status for status, _ in answers]
+    assert not [text for status, text in answers if status >= 500], "a post failed on the server"
+    assert statuses.count(201) == 200, sorted(set(statuses))
+    assert "database is locked" not in (tmp_path / "gunicorn.log").read_text()
+    with app.app_context():
+        assert count(Comment) == 200
+        assert db.session.scalar(sa.select(Article.thread_version)) == 201  # every publish bumped it
+
+
+# --- The thread's version: bumped by every change the public sees --------------------------
+
+def test_version_bumps_on_publish_and_on_decisions_that_change_the_thread(app, client, site, make_site,
+                                                                           post_comment, moderator):
+    first = post_comment(site)["id"]
+    assert version(app) == 1  # a pending comment changes nothing public
+    approve(client, app, first)
+    assert version(app) == 2
+    second = post_comment(site, body="Another point about the ferry steps.")["id"]
+    approve(client, app, second, "reject")
+    assert version(app) == 2  # pending to rejected: never public
+    approve(client, app, first, "flag")
+    assert version(app) == 3  # published to flagged: it leaves the thread
+
+    post_site = make_site(name="Open", moderation_mode="post")
+    post_comment(post_site)
+    with app.app_context():
+        article = db.session.scalar(sa.select(Article).where(Article.site_id == post_site.id))
+        assert article.thread_version == 2 and article.thread_changed_at is not None
+
+
+# --- The JSON thread: cached, revalidated, paged ------------------------------------------
+
+def test_json_thread_is_public_with_weak_etag_and_304(app, client, site, post_comment, moderator):
+    comment_id = post_comment(site)["id"]
+    first = get_thread(client, site)
+    assert first.headers["Cache-Control"] == PUBLIC == "public, max-age=0, must-revalidate, s-maxage=30"
+    assert first.headers["CDN-Cache-Control"] == "public, max-age=30, stale-while-revalidate=60"
+    assert "stale-while-revalidate" not in PUBLIC  # a browser must not show an old thread on reload
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"') and first.headers["Last-Modified"]
+    again = get_thread(client, site, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+
+    approve(client, app, comment_id)
+    changed = get_thread(client, site, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert [c["id"] for c in changed.get_json()["comments"]] == [comment_id]
+
+
+def test_thread_is_rendered_once_per_version(app, client, site, post_comment, moderator, monkeypatch):
+    from moderation import cache
+
+    renders = []
+    real = cache.thread_page
+    monkeypatch.setattr(cache, "thread_page", lambda *args: renders.append(args) or real(*args))
+    comment_id = post_comment(site)["id"]
+    for _ in range(3):
+        assert get_thread(client, site).status_code == 200
+        assert get_widget(client, site).status_code == 200
+    assert len(renders) == 2  # the JSON and the widget page, once each
+    approve(client, app, comment_id)
+    assert get_thread(client, site).get_json()["count"] == 1
+    assert "Ada Lovelace" in get_widget(client, site).get_data(as_text=True)
+    assert len(renders) == 4
+
+
+def test_approval_shows_at_once_on_another_app_server(app, client, database_url, site, post_comment, moderator):
+    """Two app servers, each with its own in-memory cache, on one database."""
+    other_app = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": database_url,
+                            "SERVER_NAME": "comments.test"})
+    other = other_app.test_client()
+    comment_id = post_comment(site)["id"]
+    assert get_thread(other, site).get_json()["count"] == 0
+    assert "Ada Lovelace" not in get_widget(other, site).get_data(as_text=True)
+    approve(client, app, comment_id)
+    assert get_thread(other, site).get_json()["count"] == 1
+    assert "Ada Lovelace" in get_widget(other, site).get_data(as_text=True)
+    with other_app.app_context():
+        db.engine.dispose()  # its own pool: give the connections back to PostgreSQL
+
+
+def test_large_thread_pages_fifty_top_level_comments_with_their_replies(app, client, site):
+    roots = add_approved(app, site, 120)
+    replies = add_approved(app, site, 2, parent_id=roots[0], start=500)
+    deep = add_approved(app, site, 1, parent_id=replies[0], start=600)
+    last_reply = add_approved(app, site, 1, parent_id=roots[-1], start=700)
+
+    first = get_thread(client, site).get_json()
+    assert set(first) == {"url", "title", "count", "comments", "next"}
+    assert first["count"] == 124  # every approved comment of the thread, not only this page's
+    ids = [c["id"] for c in first["comments"]]
+    assert ids == sorted(roots[:PAGE_SIZE] + replies + deep)  # oldest first, replies included
+    assert first["next"] == roots[PAGE_SIZE - 1]
+
+    second = get_thread(client, site, after=first["next"]).get_json()
+    assert [c["id"] for c in second["comments"]] == roots[PAGE_SIZE:2 * PAGE_SIZE]
+    third = get_thread(client, site, after=second["next"]).get_json()
+    assert [c["id"] for c in third["comments"]] == roots[2 * PAGE_SIZE:] + last_reply
+    assert "next" not in third and third["count"] == 124
+
+
+def test_reply_to_a_hidden_comment_stays_in_the_thread(app, client, site):
+    [root] = add_approved(app, site, 1)
+    [reply] = add_approved(app, site, 1, parent_id=root, start=1)
+    with app.app_context():
+        db.session.get(Comment, root).status = Status.REJECTED
+        db.session.commit()
+    add_approved(app, site, 0)  # bumps the version, as a decision would
+    thread = get_thread(client, site).get_json()
+    assert [c["id"] for c in thread["comments"]] == [reply] and thread["count"] == 1
+
+
+def test_widget_pages_with_a_load_more_link_that_needs_no_script(app, client, site):
+    roots = add_approved(app, site, 60)
+    page = get_widget(client, site, origin=ORIGIN).get_data(as_text=True)
+    assert "60 comments" in page
+    assert page.count('class="comment depth-') == PAGE_SIZE
+    link = re.search(r'<a href="([^"]+)">Load more comments</a>', page)
+    assert link
+    more = client.get(link.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert more.count('class="comment depth-') == 10
+    assert f'id="comment-{roots[-1]}"' in more and f'id="comment-{roots[0]}"' not in more
+    assert "Load more comments" not in more
+
+
+# --- The widget's page: shared by readers, but never a reader's own --------------------------
+
+def test_widget_is_rendered_once_but_each_answer_has_a_fresh_single_use_token(app, client, site):
+    """A form token posts one comment: the page is never shared by a CDN nor revalidated to a 304."""
+    from moderation import tokens
+
+    first, second = get_widget(client, site), get_widget(client, site)
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    assert "ETag" not in first.headers and "CDN-Cache-Control" not in first.headers
+    assert "frame-ancestors " + ORIGIN in first.headers["Content-Security-Policy"]
+    token = re.compile(r'name="token" type="hidden" value="([^"]+)"')
+    one, two = token.search(first.get_data(as_text=True)), token.search(second.get_data(as_text=True))
+    assert one and two and one.group(1) != two.group(1)
+    with app.test_request_context():
+        assert tokens.form_token_valid(two.group(1), site.key, ARTICLE)
+    assert get_widget(client, site, headers={"If-None-Match": "*"}).status_code == 200
+
+
+def test_widget_after_posting_is_not_stored_anywhere(app, client, site):
+    fields = comment_fields(site)
+    form = get_widget(client, site).get_data(as_text=True)
+    token = re.search(r'name="token" type="hidden" value="([^"]+)"', form).group(1)
+    fields.update(token=token, url=ARTICLE)
+    fields.pop("parent_id")
+    posted = client.post(f"/embed/{site.key}", data=fields, follow_redirects=True)
+    assert "awaiting moderation" in posted.get_data(as_text=True)
+    assert posted.headers["Cache-Control"] == "no-store"
+    assert "ETag" not in posted.headers and "CDN-Cache-Control" not in posted.headers
+
+
+# --- Operations: /healthz and the request log -----------------------------------------------
+
+def test_healthz_answers_ok_when_the_database_answers(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+def test_healthz_is_503_when_the_database_does_not_answer(tmp_path):
+    missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'db.sqlite'}"
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": missing})
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503 and response.get_json()["status"] == "unavailable"
+
+
+class Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def request_log():
+    handler = Lines()
+    logging.getLogger("moderation.requests").addHandler(handler)
+    yield handler.lines
+    logging.getLogger("moderation.requests").removeHandler(handler)
+
+
+def test_one_json_log_line_per_request_with_its_id(client, site, request_log):
+    response = client.get("/healthz", headers={"X-Request-ID": "lb-1234"})
+    assert response.headers["X-Request-ID"] == "lb-1234"
+    generated = get_thread(client, site).headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    first, second = (json.loads(line) for line in request_log)
+    assert first["request_id"] == "lb-1234" and first["method"] == "GET" and first["path"] == "/healthz"
+    assert first["status"] == 200 and first["duration_ms"] >= 0
+    assert second["request_id"] == generated and second["path"] == "/api/v1/threads"
+
+
+def test_a_request_id_that_could_forge_log_lines_is_replaced(client, request_log):
+    response = client.get("/healthz", headers={"X-Request-ID": 'x"} {"status": 500'})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+    assert json.loads(request_log[0])["request_id"] == response.headers["X-Request-ID"]
