@@ -1,0 +1,114 @@
+"""Times the moderator's queue page with 1,000 and with 100,000 pending comments across 1,000
+articles: server time per page through the test client, several runs, the two sizes interleaved.
+Also prints the number of SQL statements per page (a constant count means no N+1 queries).
+
+Run: python bench/queue_bench.py            (SQLite files in a temporary folder)
+     BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench_{size} python bench/queue_bench.py
+     (the URL's {size} is replaced by 1000 and 100000; the databases must exist and be empty)
+"""
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sqlalchemy as sa  # noqa: E402
+from flask_migrate import upgrade  # noqa: E402
+
+from moderation import create_app, rules  # noqa: E402
+from moderation.extensions import db  # noqa: E402
+from moderation.models import Article, Comment, Role, Site, User, utcnow  # noqa: E402
+
+SIZES = (1_000, 100_000)
+ARTICLES = 1_000
+RUNS = 15
+BATCH = 5_000
+PASSWORD = "bench password"
+PAGES = ("/moderate/", "/moderate/?q=ferry", "/moderate/all")
+
+
+def build(url: str, size: int):
+    """An app on a fresh database holding size pending comments; returns (app, logged-in client)."""
+    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url,
+                      "WTF_CSRF_ENABLED": False})
+    with app.app_context():
+        upgrade(revision="heads")
+        started = time.perf_counter()
+        site = Site(name="Bench Gazette", rules=rules.validate_rules({"allowed_origins": ["https://bench.example"]}))
+        admin = User(email="admin@bench.example", role=Role.ADMIN)
+        admin.set_password(PASSWORD)
+        db.session.add_all([site, admin])
+        db.session.flush()
+        db.session.execute(sa.insert(Article), [
+            {"site_id": site.id, "url": f"https://bench.example/story-{n}.html", "title": f"Story {n}",
+             "created_at": utcnow()} for n in range(ARTICLES)])
+        article_ids = list(db.session.scalars(sa.select(Article.id).order_by(Article.id)))
+        start = utcnow() - timedelta(days=30)
+        words = ("ferry", "tram", "council", "budget", "river", "school", "parking", "refund")
+        for first in range(0, size, BATCH):
+            db.session.execute(sa.insert(Comment), [{
+                "site_id": site.id, "article_id": article_ids[n % ARTICLES], "author_name": f"Reader {n % 5000}",
+                "author_email": f"reader{n % 5000}@example.org", "author_website": "",
+                "body": f"Comment {n} about the {words[n % len(words)]} plan.",
+                "body_html": f"<p>Comment {n} about the {words[n % len(words)]} plan.</p>",
+                "status": "pending", "reasons": ["held: pre-moderation (every comment waits for a moderator)"],
+                "ip": f"198.51.{n % 250}.{n % 200}", "user_agent": "bench",
+                "created_at": start + timedelta(seconds=n), "version": 1, "sanitizer_version": 1,
+            } for n in range(first, min(first + BATCH, size))])
+        db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(sa.text("ANALYZE"))
+            db.session.commit()
+        print(f"built {size:>7,} pending comments in {time.perf_counter() - started:.1f} s", flush=True)
+    client = app.test_client()
+    response = client.post("/moderate/login", data={"email": "admin@bench.example", "password": PASSWORD})
+    assert response.status_code == 302, response.status_code
+    return app, client
+
+
+def statements_per_page(app, client, path: str) -> int:
+    with app.app_context():
+        engine = db.engine
+    seen = []
+
+    def count(*args):
+        seen.append(1)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def main():
+    folder = tempfile.mkdtemp(prefix="queue-bench-")
+    template = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{folder}/queue-{{size}}.sqlite"
+    setups = {size: build(template.format(size=size), size) for size in SIZES}
+    for path in PAGES:
+        times = {size: [] for size in SIZES}
+        for _, client in setups.values():
+            for _ in range(3):  # warm up caches and compiled statements
+                client.get(path)
+        for _ in range(RUNS):
+            for size, (_, client) in setups.items():
+                started = time.perf_counter()
+                response = client.get(path)
+                times[size].append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200
+        medians = {size: statistics.median(values) for size, values in times.items()}
+        queries = {size: statements_per_page(app, client, path) for size, (app, client) in setups.items()}
+        print(f"\n{path}")
+        for size in SIZES:
+            print(f"  {size:>7,} pending: median {medians[size]:6.1f} ms per page "
+                  f"(min {min(times[size]):.1f}, max {max(times[size]):.1f}; {queries[size]} SQL statements)")
+        print(f"  ratio 100k / 1k: {medians[SIZES[1]] / medians[SIZES[0]]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

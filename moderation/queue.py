@@ -1,0 +1,184 @@
+"""The moderator's queue queries: tabs, filters, search, an author's history, who is reviewing
+what, and the audit log. Each returns a Select (or plain data) scoped by comments.visible_to."""
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from . import search
+from .comments import visible_to
+from .extensions import db
+from .models import AuditEvent, Claim, Comment, Site, User, utcnow
+from .rules import Status
+
+TABS = ("pending", "flagged", "reported", "approved", "rejected", "all")
+# Reason filters: what a moderator picks, and the words of the held reasons that mean it.
+REASONS = {
+    "words": ("Word list", ("matched held word", "matched blocked word")),
+    "links": ("Links", ("link",)),
+    "flood": ("Flood", ("flood", "too quickly")),
+    "new": ("New author", ("new author",)),
+    "reported": ("Reported", ()),
+}
+CLAIM_SECONDS = 120
+COUNT_CAP = 10_000  # tabs show "10000+" past this
+HISTORY_SIZE = 5
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What the moderator is looking at: a tab, and optionally one site, one reason, a search."""
+
+    tab: str = "pending"
+    site_id: int | None = None
+    reason: str = ""
+    q: str = ""
+
+    def args(self) -> dict:
+        """The filter as query-string arguments (empty ones left out), for links and forms."""
+        return {key: value for key, value in (("site", self.site_id), ("reason", self.reason), ("q", self.q))
+                if value}
+
+
+def in_tab(tab: str) -> sa.ColumnElement[bool]:
+    if tab == "all":
+        return sa.true()
+    if tab == "reported":
+        return Comment.reports > 0
+    return Comment.status == Status(tab)
+
+
+def scope(user: User, site_id: int | None) -> sa.ColumnElement[bool]:
+    """The user's sites (or one of them), spelled out even for admins, so that a query by
+    status starts from an index that leads with site_id (a rare status is then no scan)."""
+    site_ids = [site_id] if site_id else user.site_ids()
+    if site_ids is None:
+        site_ids = db.session.scalars(sa.select(Site.id)).all()
+    return sa.and_(visible_to(user), Comment.site_id.in_(site_ids))
+
+
+def matching(user: User, view: Filter) -> sa.Select:
+    """Every comment the filter selects, newest first (without paging or eager loads)."""
+    query = sa.select(Comment).where(in_tab(view.tab))
+    if view.site_id or (view.tab != "all" and not view.q):
+        query = query.where(scope(user, view.site_id))
+    else:  # newest first by the primary key, or from the search index's matches
+        query = query.where(visible_to(user))
+    if view.reason == "reported":
+        query = query.where(Comment.reports > 0)
+    elif view.reason in REASONS:
+        reasons = sa.cast(Comment.reasons, sa.Text)
+        query = query.where(sa.or_(*(reasons.like(f"%{word}%") for word in REASONS[view.reason][1])))
+    if view.q:
+        query = query.where(search.matching(view.q))
+    return query.order_by(Comment.id.desc())
+
+
+def page(user: User, view: Filter, before: int | None, size: int) -> sa.Select:
+    """One page of the queue (size + 1 rows, so the caller knows if there is more)."""
+    query = matching(user, view)
+    if before:
+        query = query.where(Comment.id < before)
+    return query.limit(size + 1).options(
+        selectinload(Comment.article), selectinload(Comment.site),
+        selectinload(Comment.decided_by), selectinload(Comment.parent))
+
+
+def counts(user: User, site_id: int | None = None) -> dict[str, int]:
+    """How many comments each tab holds, for the user's sites (or one of them); counted up to
+    COUNT_CAP + 1 at most, so a queue of 100,000 costs what one of 10,000 does."""
+    where = [scope(user, site_id)]
+    result = {}
+    for tab in TABS:
+        rows = sa.select(sa.literal(1)).where(*where, in_tab(tab)).limit(COUNT_CAP + 1).subquery()
+        result[tab] = db.session.scalar(sa.select(sa.func.count()).select_from(rows))
+    return result
+
+
+def sites_of(user: User) -> list[Site]:
+    site_ids = user.site_ids()
+    query = sa.select(Site).order_by(Site.name)
+    if site_ids is not None:
+        query = query.where(Site.id.in_(site_ids))
+    return list(db.session.scalars(query))
+
+
+def same_author(comment: Comment) -> sa.ColumnElement[bool]:
+    """Comments by the same email, IP or author token on the same site."""
+    alike = [Comment.author_email == comment.author_email]
+    if comment.ip:
+        alike.append(Comment.ip == comment.ip)
+    if comment.author_key:
+        alike.append(Comment.author_key == comment.author_key)
+    return sa.and_(Comment.site_id == comment.site_id, sa.or_(*alike))
+
+
+def history_counts(comments: list[Comment]) -> dict[tuple[int, str], dict[str, int]]:
+    """(site id, email) -> counts by status, for every author on a page, in one query."""
+    keys = {(comment.site_id, comment.author_email) for comment in comments}
+    if not keys:
+        return {}
+    rows = db.session.execute(
+        sa.select(Comment.site_id, Comment.author_email, Comment.status, sa.func.count())
+        .where(Comment.site_id.in_({site_id for site_id, _ in keys}),
+               Comment.author_email.in_({email for _, email in keys}))
+        .group_by(Comment.site_id, Comment.author_email, Comment.status))
+    result: dict[tuple[int, str], dict[str, int]] = {key: {} for key in keys}
+    for site_id, email, status, count in rows:
+        if (site_id, email) in result:
+            result[(site_id, email)][status.value] = count
+    return result
+
+
+def history(comment: Comment) -> tuple[dict[str, int], list[Comment]]:
+    """An author's record by email, IP or token: counts by status and the latest comments."""
+    where = same_author(comment)
+    rows = db.session.execute(sa.select(Comment.status, sa.func.count()).where(where).group_by(Comment.status))
+    latest = db.session.scalars(
+        sa.select(Comment).where(where, Comment.id != comment.id).order_by(Comment.id.desc())
+        .limit(HISTORY_SIZE).options(selectinload(Comment.article)))
+    return {status.value: count for status, count in rows}, list(latest)
+
+
+def pending_from_author(comment: Comment) -> sa.Select:
+    return sa.select(Comment).where(same_author(comment), Comment.status == Status.PENDING)
+
+
+def reviewers(user: User, comment_ids: list[int]) -> dict[int, str]:
+    """comment id -> the email of another moderator who opened it in the last two minutes."""
+    if not comment_ids:
+        return {}
+    since = utcnow() - timedelta(seconds=CLAIM_SECONDS)
+    rows = db.session.execute(
+        sa.select(Claim.comment_id, User.email).join(User, User.id == Claim.user_id)
+        .where(Claim.comment_id.in_(comment_ids), Claim.user_id != user.id, Claim.claimed_at > since))
+    return dict(rows.all())
+
+
+def claim(user: User, comment: Comment) -> None:
+    """Mark comment as being reviewed by user (replacing an older claim)."""
+    found = db.session.get(Claim, comment.id)
+    if found is None:
+        db.session.add(Claim(comment_id=comment.id, user_id=user.id, claimed_at=utcnow()))
+    else:
+        found.user_id, found.claimed_at = user.id, utcnow()
+
+
+def audit_log(user: User, site_id: int | None = None, actor: str = "", action: str = "") -> sa.Select:
+    """Audit events of the user's sites, newest first, optionally filtered."""
+    site_ids = user.site_ids()
+    query = sa.select(AuditEvent).order_by(AuditEvent.id.desc())
+    if site_ids is not None:
+        query = query.where(AuditEvent.site_id.in_(site_ids))
+    if site_id:
+        query = query.where(AuditEvent.site_id == site_id)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    return query
+
+
+def by_ids(user: User, ids: list[int]) -> sa.Select:
+    return sa.select(Comment).where(visible_to(user), Comment.id.in_(ids))
