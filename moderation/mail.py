@@ -1,0 +1,116 @@
+"""Pages behind the links in emails: confirm an approve / reject (acting on POST only), and
+unsubscribe (one click, RFC 8058). Both are authorised by a signed token, not a session."""
+import sqlalchemy as sa
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, RadioField
+from wtforms.validators import InputRequired, NumberRange
+
+from . import comments, notifications
+from .comments import Conflict
+from .extensions import csrf, db
+from .models import Site, User
+from .notifications import NotificationSetting
+
+bp = Blueprint("mail", __name__, url_prefix="/mail")
+
+EXPIRED = ("This link has expired or is not valid. Open the moderation queue to decide on the comment, "
+           "or ask for a new email.")
+
+
+class ConfirmForm(FlaskForm):
+    version = IntegerField(validators=[InputRequired()])
+
+
+def link_target(token: str):
+    """The comment and moderator a moderation link names, if it is valid and they still may act."""
+    data = notifications.read_moderation_link(token)
+    user = db.session.get(User, data["u"]) if data else None
+    if user is None or not user.is_active:
+        return None, None, None
+    comment = comments.comment_for(user, data["c"])
+    return (comment, user, data["a"]) if comment else (None, None, None)
+
+
+def no_store(page: str, status: int = 200):
+    return page, status, {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+
+
+@bp.route("/moderate/<token>", methods=["GET", "POST"])
+def confirm(token: str):
+    comment, user, action = link_target(token)
+    if comment is None:
+        return no_store(render_template("mail/message.html", title="Link not valid", message=EXPIRED), 400)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            comments.moderate(user, comment, action, form.version.data)
+            db.session.commit()
+        except Conflict as conflict:
+            db.session.rollback()
+            return no_store(render_template("mail/message.html", title="Nothing changed", message=str(conflict)), 409)
+        return no_store(render_template("mail/message.html", title="Done",
+                                        message=f"The comment by {comment.author_name} is {comment.status.value}."))
+    form.version.data = comment.version
+    return no_store(render_template("mail/confirm.html", comment=comment, action=action, form=form))
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str):
+    if notifications.read_unsubscribe_token(token) is None:
+        return no_store(render_template("mail/message.html", title="Link not valid", message=EXPIRED), 400)
+    return no_store(render_template("mail/unsubscribe.html", token=token))
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt  # one-click unsubscribe is a cookie-less POST from the mail provider; the token is the proof
+def unsubscribe(token: str):
+    data = notifications.read_unsubscribe_token(token)
+    if data is None:
+        return no_store(render_template("mail/message.html", title="Link not valid", message=EXPIRED), 400)
+    said = notifications.unsubscribe(data)
+    db.session.commit()
+    return no_store(render_template("mail/message.html", title="Unsubscribed", message=said))
+
+
+class SettingForm(FlaskForm):
+    class Meta:
+        csrf = False  # one form per site on one page; CSRFProtect checks the page's single token
+
+    mode = RadioField("Email me", default="off", choices=[
+        ("off", "Never"), ("each", "For each held comment"), ("digest", "A digest of held comments")])
+    digest_minutes = IntegerField("Digest every (minutes)", default=60, validators=[
+        NumberRange(5, 7 * 24 * 60, message="Choose between 5 minutes and a week (10080).")])
+
+
+def sites_of(user: User) -> list[Site]:
+    query = sa.select(Site).order_by(Site.name)
+    if user.site_ids() is not None:
+        query = query.where(Site.id.in_(user.site_ids()))
+    return db.session.scalars(query).all()
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@login_required
+def settings():
+    """Each moderator chooses, per site, how they hear about held comments."""
+    sites = sites_of(current_user)
+    forms = {}
+    for site in sites:
+        setting = db.session.get(NotificationSetting, (current_user.id, site.id))
+        forms[site.id] = SettingForm(prefix=f"s{site.id}", obj=setting)
+    if request.method == "POST":
+        if all(form.validate() for form in forms.values()):
+            for site in sites:
+                form = forms[site.id]
+                setting = db.session.get(NotificationSetting, (current_user.id, site.id))
+                if setting is None:
+                    setting = NotificationSetting(user_id=current_user.id, site_id=site.id)
+                    db.session.add(setting)
+                setting.mode, setting.digest_minutes = form.mode.data, form.digest_minutes.data
+            db.session.commit()
+            flash("Your email settings are saved.", "success")
+            return redirect(url_for("mail.settings"))
+        flash("Please correct the settings marked below; nothing was saved.", "error")
+    return render_template("mail/settings.html", sites=sites, forms=forms)
