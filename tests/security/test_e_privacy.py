@@ -1,0 +1,103 @@
+"""Section E of security-cases.md: privacy, cases 42-47.
+
+Export and erasure for one email (46) and unsubscribe links (44) are issue 6's; their tests are
+skipped until it lands. Purging stored IP addresses (47) runs whenever the `purge` command exists."""
+import base64
+import hashlib
+from datetime import timedelta
+
+import pytest
+
+from moderation.extensions import db
+from moderation.models import Comment, utcnow
+
+from ..conftest import ARTICLE, ORIGIN, comment_fields
+from .support import Markup, form_data, post_form, set_status, stored, widget
+
+EMAIL = "Private.Reader@Example.org"
+IP = "198.51.100.77"
+AGENT = "SecretAgent/7.0 (unique-ua-marker)"
+
+
+def secrets_of(email=EMAIL):
+    lower = email.lower()
+    found = {email, lower, IP, AGENT, "unique-ua-marker", base64.b64encode(lower.encode()).decode().rstrip("=")}
+    for text in (email, lower):
+        for algorithm in ("md5", "sha1", "sha256"):
+            found.add(hashlib.new(algorithm, text.encode()).hexdigest())
+    return found
+
+
+def public_responses(client, site, location):
+    yield client.get(location)
+    yield widget(client, site)
+    yield client.get("/api/v1/threads", query_string={"site": site.key, "url": ARTICLE})
+    yield client.get("/embed.js")
+    yield client.get("/api/v1/openapi.json")
+
+
+def test_case_42_no_public_response_reveals_email_ip_agent_or_hash(app, client, site):
+    response = client.post("/api/v1/comments", json=comment_fields(site, email=EMAIL, body="Public words."),
+                           headers={"Origin": ORIGIN, "User-Agent": AGENT}, environ_base={"REMOTE_ADDR": IP})
+    assert response.status_code == 201
+    set_status(app, response.get_json()["id"])
+    assert set(response.get_json()) <= {"id", "status", "author_token"}
+    posted = post_form(client, site, form_data(client, site, email=EMAIL, body="Pending words."),
+                       headers={"User-Agent": AGENT}, environ_base={"REMOTE_ADDR": IP})
+    assert posted.status_code == 303
+    secrets = secrets_of()
+    for answer in [posted, *public_responses(client, site, posted.location)]:
+        text = answer.get_data(as_text=True) + str(answer.headers) + (answer.location or "")
+        assert answer.status_code < 400
+        leaked = {secret for secret in secrets if secret.lower() in text.lower()}
+        assert not leaked, (answer.request.path, leaked)
+
+
+def test_case_43_no_gravatar_or_email_hash_in_avatars(app, client, site):
+    response = client.post("/api/v1/comments", json=comment_fields(site, email=EMAIL), headers={"Origin": ORIGIN})
+    set_status(app, response.get_json()["id"])
+    page = widget(client, site).get_data(as_text=True)
+    assert "gravatar" not in page.lower()
+    for tag, attrs in Markup(page).tags:
+        if tag == "img":
+            assert attrs.get("src", "").startswith(("/", "data:")), attrs
+
+
+def test_case_44_the_receipt_link_carries_no_email(client, site):
+    posted = post_form(client, site, form_data(client, site, email=EMAIL))
+    assert not {secret for secret in secrets_of() if secret.lower() in posted.location.lower()}
+    assert posted.headers.get("Referrer-Policy", "strict-origin-when-cross-origin") in (
+        "strict-origin-when-cross-origin", "no-referrer", "same-origin", "strict-origin")
+
+
+@pytest.mark.skip(reason="unsubscribe and emailed moderation links are issue 6 (mail), not built yet")
+def test_case_44_unsubscribe_links_are_opaque_tokens():
+    pass
+
+
+def test_case_45_remember_me_is_unchecked_and_nothing_is_stored_unless_ticked(client, site):
+    page = widget(client, site)
+    boxes = [attrs for tag, attrs in Markup(page.get_data(as_text=True)).tags
+             if tag == "input" and attrs.get("type") == "checkbox"]
+    assert all("checked" not in box for box in boxes)
+    posted = post_form(client, site, form_data(client, site, email=EMAIL))
+    assert "Set-Cookie" not in page.headers and "Set-Cookie" not in posted.headers
+
+
+@pytest.mark.skip(reason="export and erasure for one email are issue 6 (privacy), not built yet")
+def test_case_46_export_and_erase_for_an_email():
+    pass
+
+
+def test_case_47_stored_ips_are_truncated_or_purged(app, client, site, runner):
+    if "purge" not in app.cli.list_commands(app.app_context()):
+        pytest.skip("the purge command is issue 6 (privacy retention), not built yet")
+    response = client.post("/api/v1/comments", json=comment_fields(site), headers={"Origin": ORIGIN},
+                           environ_base={"REMOTE_ADDR": IP})
+    comment_id = response.get_json()["id"]
+    with app.app_context():
+        db.session.get(Comment, comment_id).created_at = utcnow() - timedelta(days=3650)
+        db.session.commit()
+    result = runner.invoke(args=["purge"])
+    assert result.exit_code == 0, result.output
+    assert stored(app, comment_id).ip in (None, "", "198.51.100.0")

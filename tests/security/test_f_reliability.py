@@ -1,0 +1,321 @@
+"""Section F of security-cases.md: reliability and concurrency, cases 48-54, and the faults of
+issue 7: the database going away and coming back, and a worker killed while readers post.
+
+Case 53 (SMTP down) waits for the mail outbox of issue 6. Case 54's backups are an operator's
+job (see README); the kill test here shows the store stays consistent and loses nothing
+acknowledged. The tests marked slow run gunicorn for real and run in their own CI step."""
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from moderation import create_app, rules
+from moderation.extensions import db
+from moderation.models import AuditEvent, Comment, Site
+from moderation.rules import Status
+
+from ..conftest import ARTICLE, ORIGIN, Auth, comment_fields
+from .gunicorn_run import Gunicorn, Posters
+from .support import TOKEN, comment_ids, form_data, post_api, post_form, stored
+
+
+# --- 48: the database fails ----------------------------------------------------------------
+
+
+def failing_commit(*args, **kwargs):
+    raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+
+def test_case_48_commit_failure_gives_503_keeps_the_text_and_stores_nothing(app, client, site, monkeypatch):
+    data = form_data(client, site, body="A long reply I do not want to type again.")
+    monkeypatch.setattr(db.session, "commit", failing_commit)
+    response = post_form(client, site, data)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    page = response.get_data(as_text=True)
+    assert "Nothing was saved" in page and "A long reply I do not want to type again." in page
+    api = post_api(client, site)
+    assert api.status_code == 503 and "Nothing was saved" in api.get_json()["error"]
+    monkeypatch.undo()
+    assert comment_ids(app) == []
+
+
+def sqlite_app(path):
+    return create_app({"TESTING": True, "SECRET_KEY": "fault-test", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+                       "SQLALCHEMY_ENGINE_OPTIONS": {"poolclass": NullPool}, "RATELIMIT_ENABLED": False})
+
+
+def test_case_48_sqlite_file_gone_gives_503_and_service_recovers(tmp_path):
+    home = tmp_path / "data"
+    home.mkdir()
+    app = sqlite_app(home / "moderation.sqlite")
+    with app.app_context():
+        upgrade(revision="heads")
+        site = Site(name="Fault Gazette", rules=rules.validate_rules({"allowed_origins": [ORIGIN], "flood_seconds": 0}))
+        db.session.add(site)
+        db.session.commit()
+        key = site.key
+    client = app.test_client()
+    fields = {**comment_fields(site), "site": key}
+    assert client.post("/api/v1/comments", json=fields, headers={"Origin": ORIGIN}).status_code == 201
+
+    shutil.move(home, tmp_path / "away")  # the disk is gone
+    for attempt in range(3):
+        response = client.post("/api/v1/comments", json={**fields, "body": f"Lost {attempt}"}, headers={"Origin": ORIGIN})
+        assert response.status_code == 503 and "database" in response.get_json()["error"]
+        assert client.get("/api/v1/threads", query_string={"site": key, "url": ARTICLE}).status_code == 503
+
+    shutil.move(tmp_path / "away", home)  # ...and back: no restart needed
+    assert client.get("/api/v1/threads", query_string={"site": key, "url": ARTICLE}).status_code == 200
+    assert client.post("/api/v1/comments", json={**fields, "body": "After."}, headers={"Origin": ORIGIN}).status_code == 201
+    with app.app_context():
+        assert [c.body for c in db.session.scalars(sa.select(Comment).order_by(Comment.id))] == [
+            fields["body"], "After."]
+
+
+class Proxy:
+    """A TCP proxy in front of PostgreSQL that can be cut and restored, like a database restart."""
+
+    def __init__(self, target):
+        self.target, self.sockets, self.listener = target, [], None
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+
+    def start(self):
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=True)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def stop(self):
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self.sockets = []
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+
+def test_case_48_postgresql_down_gives_503_and_service_recovers(database_url, site):
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("runs on PostgreSQL (MODERATION_TEST_DATABASE_URL)")
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.start()
+    app = create_app({"TESTING": True, "SECRET_KEY": "fault-test", "RATELIMIT_ENABLED": False,
+                      "SQLALCHEMY_DATABASE_URI": url.set(host="127.0.0.1", port=proxy.port).render_as_string(False),
+                      "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "connect_args": {"connect_timeout": 2}}})
+    client = app.test_client()
+    thread = {"site": site.key, "url": ARTICLE}
+    try:
+        assert client.get("/api/v1/threads", query_string=thread).status_code == 200
+        proxy.stop()
+        response = client.post("/api/v1/comments", json=comment_fields(site, body="Lost."), headers={"Origin": ORIGIN})
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert client.get("/api/v1/threads", query_string=thread).status_code == 503
+        proxy.start()
+        assert client.get("/api/v1/threads", query_string=thread).status_code == 200
+        assert post_api(client, site, body="After.").status_code == 201
+    finally:
+        proxy.stop()
+        with app.app_context():
+            db.engine.dispose()
+    with create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url}).app_context():
+        assert [c.body for c in db.session.scalars(sa.select(Comment))] == ["After."]
+
+
+# --- 49-50: expired and repeated forms ----------------------------------------------------
+
+
+def test_case_49_expired_form_comes_back_with_a_fresh_token_and_the_text(app, client, site):
+    data = form_data(client, site, body="Written over a long lunch.")
+    app.config["COMMENT_FORM_MAX_AGE"] = -1
+    response = post_form(client, site, data)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "Written over a long lunch." in page and "expired" in page
+    app.config["COMMENT_FORM_MAX_AGE"] = 3600
+    fresh = TOKEN.search(page).group(1)
+    assert fresh != data["token"]
+    assert post_form(client, site, {**data, "token": fresh}).status_code == 303
+    assert len(comment_ids(app)) == 1
+
+
+def test_case_50_double_click_creates_one_comment(app, client, site):
+    data = form_data(client, site)
+    first, second = post_form(client, site, data), post_form(client, site, data)
+    assert first.status_code == second.status_code == 303
+    assert len(comment_ids(app)) == 1
+    assert "awaiting moderation" in client.get(second.location).get_data(as_text=True)
+
+
+def test_case_50_retry_with_changed_text_still_creates_one_comment(app, client, site):
+    data = form_data(client, site)
+    assert post_form(client, site, data).status_code == 303
+    assert post_form(client, site, {**data, "body": "Edited before the retry."}).status_code == 303
+    assert len(comment_ids(app)) == 1
+
+
+def test_case_50_simultaneous_posts_of_one_form_create_one_comment(app, site):
+    client = app.test_client()
+    data = form_data(client, site)
+    barrier, answers = threading.Barrier(8), []
+
+    def send():
+        own = app.test_client()
+        barrier.wait()
+        answers.append(post_form(own, site, data).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [303] * 8
+    assert len(comment_ids(app)) == 1
+
+
+def test_case_50_api_duplicate_is_409(app, client, site):
+    assert post_api(client, site).status_code == 201
+    again = post_api(client, site)
+    assert again.status_code == 409 and again.get_json()["error"]
+    assert len(comment_ids(app)) == 1
+
+
+# --- 52: two moderators -------------------------------------------------------------------
+
+
+def test_case_52_racing_moderators_one_decision_applied_both_audited(app, client, site, make_user):
+    comment_id = post_api(client, site).get_json()["id"]
+    make_user("first@example.org", sites=[site])
+    make_user("second@example.org", sites=[site])
+    moderators = [app.test_client(), app.test_client()]
+    for moderator, email in zip(moderators, ("first@example.org", "second@example.org")):
+        assert Auth(moderator).login(email).status_code == 302
+    barrier, answers = threading.Barrier(2), {}
+
+    def decide(moderator, action):
+        barrier.wait()
+        answers[action] = moderator.post(f"/moderate/comments/{comment_id}/{action}", data={"version": 1}).status_code
+
+    threads = [threading.Thread(target=decide, args=pair) for pair in zip(moderators, ("approve", "reject"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(answers.values()) <= {302, 303}
+    with app.app_context():
+        comment = db.session.get(Comment, comment_id)
+        actions = sorted(db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.comment_id == comment_id)))
+        assert comment.version == 2
+        winner = "approve" if comment.status == Status.APPROVED else "reject"
+        assert comment.status in (Status.APPROVED, Status.REJECTED)
+        loser = {"approve": "reject", "reject": "approve"}[winner]
+        assert actions == sorted([winner, f"{loser}-refused"])
+
+
+def test_case_52_decision_on_a_comment_changed_since_it_was_loaded_is_refused(app, client, site, make_user):
+    comment_id = post_api(client, site).get_json()["id"]
+    make_user(sites=[site])
+    Auth(client).login()
+    with app.app_context():  # the comment changed (an edit, a rule) after the moderator loaded it
+        db.session.execute(sa.update(Comment).where(Comment.id == comment_id).values(version=Comment.version + 1))
+        db.session.commit()
+    response = client.post(f"/moderate/comments/{comment_id}/approve", data={"version": 1}, follow_redirects=True)
+    assert "not applied" in response.get_data(as_text=True)
+    assert stored(app, comment_id).status == Status.PENDING
+    with app.app_context():
+        (event,) = db.session.scalars(sa.select(AuditEvent))
+        assert event.action == "approve-refused" and event.actor == "mod@example.org"
+
+
+@pytest.mark.skip(reason="the mail outbox is issue 6 (mail), not built yet")
+def test_case_53_comment_commits_when_smtp_is_down():
+    pass
+
+
+# --- 51, 54: real gunicorn workers (slow) -------------------------------------------------
+
+
+@pytest.fixture
+def served(app, database_url, tmp_path):
+    """(app, url, site key) of the database gunicorn serves: on SQLite a file of its own, so
+    whatever a killed worker leaves behind stays out of the other tests' database."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'served.sqlite'}"
+        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
+        with app.app_context():
+            upgrade(revision="heads")
+    else:
+        url = database_url
+    with app.app_context():
+        site = Site(name="Served Gazette", rules=rules.validate_rules({"allowed_origins": [ORIGIN], "flood_seconds": 0}))
+        db.session.add(site)
+        db.session.commit()
+        key = site.key
+    yield app, url, key
+
+
+def stored_ids(app) -> set[int]:
+    with app.app_context():
+        return set(db.session.scalars(sa.select(Comment.id)))
+
+
+@pytest.mark.slow
+def test_case_51_four_workers_posting_at_once_never_500(served):
+    app, url, key = served
+    with Gunicorn(url, workers=4) as server, Posters(server.base, key, count=16) as posters:
+        time.sleep(8)
+    assert posters.acknowledged and set(posters.statuses) == {201}, posters.statuses
+    assert posters.failures == 0, posters.errors[:3]
+    assert stored_ids(app) == set(posters.acknowledged)
+
+
+@pytest.mark.slow
+def test_case_54_sigkill_of_a_worker_loses_no_acknowledged_comment(served):
+    app, url, key = served
+    killed = []
+    with Gunicorn(url, workers=4) as server, Posters(server.base, key, count=16) as posters:
+        for _ in range(3):  # three workers die mid-request during 30 seconds of posting
+            time.sleep(10)
+            victim = server.workers()[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+    print(f"\n{len(posters.acknowledged)} comments acknowledged, {posters.failures} requests cut by "
+          f"{len(killed)} kills, answers {posters.statuses}")
+    assert len(killed) == 3 and len(posters.acknowledged) > 100
+    assert set(posters.statuses) == {201}, posters.statuses  # no 5xx, ever
+    missing = set(posters.acknowledged) - stored_ids(app)
+    assert not missing, f"{len(missing)} acknowledged comments were lost"
+    with app.app_context():  # every stored row is whole: a cut request left no half-written comment
+        broken = db.session.scalar(sa.select(sa.func.count()).select_from(Comment).where(
+            sa.or_(Comment.body_html == "", Comment.article_id.is_(None))))
+        assert broken == 0
