@@ -25,7 +25,11 @@ run: install instance/config.py
 	MODERATION_DEMO=true MODERATION_PUBLIC_URL=http://127.0.0.1:$(PORT) \
 		$(VENV)/bin/gunicorn wsgi:app -b 127.0.0.1:$(PORT) -w 2 --threads 4 --access-logfile -
 
-test: install
+# axe-core (npm) for the accessibility checks in the browser tests.
+.cache/axe/node_modules/axe-core/axe.min.js:
+	npm install --prefix .cache/axe --no-audit --no-fund axe-core@4 || echo "axe-core could not be installed: the accessibility checks will be skipped"
+
+test: install .cache/axe/node_modules/axe-core/axe.min.js
 	$(PY) -m pytest
 
 acceptance: install

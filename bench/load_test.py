@@ -90,7 +90,7 @@ def reader(base, key, n, stop, tally):
     while not stop.is_set():
         done += 1
         url = ARTICLES[(n + done) % len(ARTICLES)]
-        path = f"/api/v1/threads" if done % 2 else f"/embed/{key}"
+        path = "/api/v1/threads" if done % 2 else f"/embed/{key}"
         start = time.perf_counter()
         try:
             answer = http.get(base + path, params={"site": key, "url": url}, timeout=30)

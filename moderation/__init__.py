@@ -2,12 +2,11 @@
 import os
 
 from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import db_engine  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE, registered on import)
 from .config import DEFAULTS, DEV_SECRET_KEY
-from .extensions import csrf, db, login_manager, migrate
+from .extensions import csrf, db, limiter, login_manager, migrate
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
@@ -25,8 +24,10 @@ def create_app(config: dict | None = None) -> Flask:
     configure_extensions(app)
     register_blueprints(app)
 
-    from . import cli, errors, security
+    from . import cache, cli, errors, ops, security
 
+    cache.init_app(app)
+    ops.init_app(app)
     cli.init_app(app)
     errors.init_app(app)
     security.init_app(app)
@@ -63,6 +64,7 @@ def configure_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
     csrf.init_app(app)
+    limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to moderate comments."
@@ -71,24 +73,12 @@ def configure_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import api, auth, embed, moderate
+    from . import admin, api, auth, embed, feeds, mail, moderate, oversight, privacy_admin, reader
 
-    app.register_blueprint(embed.bp)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(moderate.bp)
-    app.register_blueprint(api.bp)
+    for blueprint in (embed.bp, reader.bp, feeds.bp, auth.bp, moderate.bp, oversight.bp, mail.bp,
+                      api.bp, admin.bp, privacy_admin.bp):
+        app.register_blueprint(blueprint)
     if app.config["DEMO"]:
         from . import demo
 
         app.register_blueprint(demo.bp)
-
-
-@event.listens_for(Engine, "connect")
-def tune_sqlite(dbapi_connection, connection_record) -> None:
-    """WAL, a busy timeout and foreign keys for every SQLite connection; other engines untouched."""
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()

@@ -1,12 +1,14 @@
 """The JSON API: read a thread, create a comment. Cross-origin calls only from a site's
 allowed origins; the same validation and rules as the widget's form."""
+import json
+
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 
-from . import comments
+from . import cache, comments
 from .comments import Refused, Submission
-from .extensions import csrf, db
+from .extensions import csrf, db, limiter
 from .forms import ApiCommentForm
 from .models import Comment, Site
 
@@ -63,17 +65,33 @@ def site_or_404(key: object) -> Site:
 
 @bp.get("/threads")
 def thread():
-    site = site_or_404(request.args.get("site"))
     url = request.args.get("url")
-    if not url or not comments.is_clean_url(url):
+    is_url = bool(url) and comments.is_clean_url(url)
+    head = cache.thread_head(request.args.get("site"), url if is_url else "")
+    if head is None:
+        abort(404, description="There is no site with this key.")
+    if not is_url:
         abort(400, description="The url parameter (the article's canonical address) is required.")
-    article = comments.article_for(site, url)
-    flat = db.session.scalars(comments.approved_comments(article)).all() if article else []
-    return allow_origin(jsonify(url=url, title=article.title if article else "", count=len(flat),
-                                comments=[comment_json(comment) for comment in flat]), site)
+    after = request.args.get("after", type=int)
+    tag = cache.thread_tag("json", head.site_key, url, after, head.article_id, head.version)
+    if unchanged := cache.not_modified(tag):
+        return allow_origin(unchanged, head)
+
+    def render() -> str:
+        page = cache.thread_page(head.article_id, after)
+        thread = {"url": url, "title": head.title, "count": page.count,
+                  "comments": [comment_json(comment) for comment in page.comments]}
+        if page.next:  # more top-level comments: ask again with after=<next>
+            thread["next"] = page.next
+        return json.dumps(thread)
+
+    response = current_app.response_class(cache.rendered(tag, render), mimetype="application/json")
+    return allow_origin(cache.public(response, tag, head.changed_at), head)
 
 
 @bp.post("/comments")
+@limiter.limit(lambda: current_app.config["COMMENT_RATE_LIMIT"],
+               error_message="Too many comments from your address. Please wait a minute and try again.")
 def create():
     try:
         data = request.get_json(silent=True) if request.is_json else None
@@ -91,6 +109,8 @@ def create():
     if parent_id is not None and (isinstance(parent_id, bool) or not isinstance(parent_id, int)
                                   or not 0 < parent_id < 2**63):
         errors["parent_id"] = ["Must be the id of a published comment, or null."]
+    if data.get("notify") is not None and not isinstance(data["notify"], bool):
+        errors["notify"] = ["Must be true or false."]
     if errors:
         return allow_origin(jsonify(errors=errors), site), 400
     form = ApiCommentForm(formdata=MultiDict({key: str(data[key]) for key in FIELDS if data.get(key) is not None}))
@@ -100,7 +120,7 @@ def create():
         url=form.url.data, title=form.title.data or "", name=form.name.data, email=form.email.data,
         body=form.body.data, website=form.website.data or "", parent_id=form.parent_id.data,
         ip=request.remote_addr, user_agent=request.user_agent.string,
-        author_token=form.author_token.data or None)
+        author_token=form.author_token.data or None, notify=data.get("notify") is True)
     try:
         comment, author_token = comments.submit(site, submission)
         db.session.commit()

@@ -1,9 +1,12 @@
 """Logging moderators in and out of /moderate/."""
-import sqlalchemy as sa
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import login_required, login_user, logout_user
+import secrets
 
-from .extensions import db, login_manager
+import sqlalchemy as sa
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from . import throttle
+from .extensions import db, limiter, login_manager
 from .forms import LoginForm
 from .models import User
 
@@ -35,16 +38,27 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"],
+               error_message="Too many login attempts from your address. Please wait a minute and try again.")
 def login():
     form = LoginForm()
     if form.validate_on_submit():
+        keys = throttle.keys_for(form.email.data, request.remote_addr)
+        wait = throttle.seconds_to_wait(keys)
+        if wait:
+            flash(f"Too many failed attempts. Please wait {throttle.describe(wait)} and try again.", "error")
+            return render_template("auth/login.html", form=form), 429, {"Retry-After": str(wait)}
         user = db.session.scalar(sa.select(User).where(sa.func.lower(User.email) == form.email.data.lower()))
         if user is None:
             _DUMMY.check_password(form.password.data)
         elif user.active and user.check_password(form.password.data):
+            throttle.record_success(keys)
+            db.session.commit()
             session.clear()  # a new session at login, so an earlier session id is worthless
             login_user(user)
             return redirect(safe_next(request.args.get("next")))
+        throttle.record_failure(keys)
+        db.session.commit()
         flash("That email and password do not match an active account.", "error")
     return render_template("auth/login.html", form=form)
 
@@ -52,6 +66,9 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    # The session lives in a signed cookie: a new token makes any copy of it worthless too.
+    current_user.session_token = secrets.token_hex(16)
+    db.session.commit()
     logout_user()
     session.clear()
     flash("You are logged out.", "info")

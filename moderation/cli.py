@@ -111,7 +111,7 @@ def site_rules(key: str, path: str | None) -> None:
     """Print a site's rules as JSON, or replace them from a JSON file."""
     site = site_or_fail(key)
     if path is None:
-        click.echo(json.dumps(site.rules, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(rules.with_defaults(site.rules), indent=2, ensure_ascii=False))
         return
     try:
         with open(path, encoding="utf-8") as file:
@@ -135,6 +135,9 @@ def site_rules(key: str, path: str | None) -> None:
 def init_app(app: Flask) -> None:
     for command in (init_db, create_user, add_site, site_rules):
         app.cli.add_command(command)
+    from . import data_cli
+
+    data_cli.init_app(app)
     if app.config["DEMO"]:
         from .demo import demo
 

@@ -1,18 +1,22 @@
 """What happens to comments: submitting one, moderating one, and the queries behind the
 thread and the queue. Gathers the facts the rules need; never commits (the view does)."""
+import ipaddress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import aliased
 
-from . import rules, sanitize, tokens
+from . import notifications, rules, sanitize, tokens, webhooks
 from .extensions import db
-from .models import Article, AuditEvent, Comment, Site, User, utcnow
+from .models import Article, AuditEvent, AuthorTrust, Ban, Comment, Site, User, utcnow
 from .rules import Status
 
 ACTIONS = {"approve": Status.APPROVED, "reject": Status.REJECTED, "flag": Status.FLAGGED}
+RESERVED_NAMES = ("admin", "administrator", "moderator", "webmaster", "staff")
 DUPLICATE = "Duplicate comment detected; it looks as though you've already said that!"
 
 
@@ -42,6 +46,17 @@ class Submission:
     ip: str | None = None
     user_agent: str = ""
     author_token: str | None = None
+    honeypot_filled: bool = False
+    seconds_to_fill: float | None = None  # from the reply form's token; None from the API
+    notify: bool = False  # "Notify me when my comment is approved or replied to"
+
+
+@sa.event.listens_for(Comment, "load")
+def rerender_outdated_html(comment: Comment, context) -> None:
+    """HTML stored under an older sanitizer policy is rendered again before anyone sees it."""
+    if comment.sanitizer_version != sanitize.SANITIZER_VERSION:
+        set_committed_value(comment, "body_html", sanitize.render(comment.body))
+        set_committed_value(comment, "sanitizer_version", sanitize.SANITIZER_VERSION)
 
 
 def origin_of(url: str) -> str:
@@ -49,8 +64,12 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def is_site_key(key: object) -> bool:
+    return isinstance(key, str) and 0 < len(key) <= 32 and key.isascii() and key.isalnum()
+
+
 def site_by_key(key: str | None) -> Site | None:
-    if not key or len(key) > 32 or not (key.isascii() and key.isalnum()):
+    if not is_site_key(key):
         return None
     return db.session.scalar(sa.select(Site).where(Site.key == key))
 
@@ -59,11 +78,36 @@ def article_for(site: Site, url: str) -> Article | None:
     return db.session.scalar(sa.select(Article).where(Article.site_id == site.id, Article.url == url))
 
 
-def approved_comments(article: Article) -> sa.Select:
-    """The public thread: approved comments, oldest first."""
-    return (sa.select(Comment)
-            .where(Comment.article_id == article.id, Comment.status == Status.APPROVED)
-            .order_by(Comment.id))
+def top_level_comments(article_id: int, after: int | None = None) -> sa.Select:
+    """The ids of a thread's top-level comments, oldest first: a page of the thread is a
+    slice of these with their replies. A reply whose parent is hidden counts as top-level."""
+    parent = aliased(Comment)
+    query = (sa.select(Comment.id)
+             .outerjoin(parent, sa.and_(parent.id == Comment.parent_id, parent.status == Status.APPROVED))
+             .where(Comment.article_id == article_id, Comment.status == Status.APPROVED, parent.id.is_(None)))
+    if after:
+        query = query.where(Comment.id > after)
+    return query.order_by(Comment.id)
+
+
+def with_replies(root_ids: list[int]) -> sa.Select:
+    """These comments and every approved reply below them, oldest first."""
+    tree = sa.select(Comment.id).where(Comment.id.in_(root_ids)).cte("tree", recursive=True)
+    tree = tree.union_all(sa.select(Comment.id).where(Comment.parent_id == tree.c.id,
+                                                      Comment.status == Status.APPROVED))
+    return sa.select(Comment).where(Comment.id.in_(sa.select(tree.c.id))).order_by(Comment.id)
+
+
+def approved_count(article_id: int) -> sa.Select:
+    return sa.select(sa.func.count()).where(Comment.article_id == article_id, Comment.status == Status.APPROVED)
+
+
+def bump_thread(article_id: int) -> None:
+    """What the public sees of this thread changed: a new version, so every app server's
+    cached copy of it is stale from this commit on."""
+    db.session.execute(sa.update(Article).where(Article.id == article_id)
+                       .values(thread_version=Article.thread_version + 1, thread_changed_at=utcnow())
+                       .execution_options(synchronize_session=False))
 
 
 def is_clean_url(url: str) -> bool:
@@ -112,6 +156,55 @@ def seconds_since_last_from(site: Site, ip: str | None) -> float | None:
     return (utcnow() - last).total_seconds() if last else None
 
 
+def seconds_since_last_by_email(site: Site, email: str) -> float | None:
+    last = db.session.scalar(sa.select(sa.func.max(Comment.created_at))
+                             .where(Comment.site_id == site.id, Comment.author_email == email))
+    return (utcnow() - last).total_seconds() if last else None
+
+
+def articles_with_text(site: Site, article: Article | None, body: str) -> int:
+    """How many articles of the site got this same text within a day, the one it is posted to included."""
+    others = db.session.scalar(
+        sa.select(sa.func.count(sa.distinct(Comment.article_id)))
+        .where(Comment.site_id == site.id, Comment.created_at >= utcnow() - timedelta(days=1),
+               Comment.body == body, Comment.article_id != (article.id if article else None)))
+    return (others or 0) + 1
+
+
+def author_trust(site: Site, author_key: str | None, email: str) -> bool | None:
+    """A moderator's mark on this author: False if marked untrusted (by token or email), True if
+    trusted (by token only: a typed email proves nothing), None if not marked."""
+    marks = [AuthorTrust.author_key == author_key] if author_key else []
+    marks.append(sa.and_(AuthorTrust.email == email.lower(), AuthorTrust.trusted.is_(False)))
+    found = set(db.session.scalars(sa.select(AuthorTrust.trusted)
+                                   .where(AuthorTrust.site_id == site.id, sa.or_(*marks))))
+    return False if False in found else (True if found else None)
+
+
+def flattened_parent(parent_id: int | None, max_depth: int) -> int | None:
+    """The comment a reply hangs under: its parent, or, where that would nest deeper than max_depth,
+    the parent's ancestor at max_depth - 1, so the reply sits at the deepest level allowed."""
+    ancestors = []  # parent_id, its parent, ... up to the top-level comment (depth 0)
+    current = parent_id
+    while current is not None and len(ancestors) <= 100:
+        ancestors.append(current)
+        current = db.session.scalar(sa.select(Comment.parent_id).where(Comment.id == current))
+    depth = len(ancestors)  # of the reply
+    return parent_id if depth <= max_depth else ancestors[depth - max_depth]
+
+
+def banned_until(site: Site, email: str, ip: str | None) -> str | None:
+    """When the latest ban covering this email or IP ends ("2026-12-06 19:00 UTC"), if one does."""
+    try:
+        address = ipaddress.ip_address(ip) if ip else None
+    except ValueError:  # an imported comment's odd IP field
+        address = None
+    ends = [ban.until for ban in db.session.scalars(sa.select(Ban).where(Ban.site_id == site.id, Ban.until > utcnow()))
+            if (ban.kind == "email" and ban.value == email.lower())
+            or (ban.kind == "ip" and address is not None and address in ipaddress.ip_network(ban.value))]
+    return f"{max(ends):%Y-%m-%d %H:%M} UTC" if ends else None
+
+
 def is_duplicate(article: Article, submission: Submission) -> bool:
     return db.session.scalar(sa.select(sa.exists().where(
         Comment.article_id == article.id, Comment.author_email == submission.email,
@@ -128,21 +221,38 @@ def check_parent(article: Article | None, parent_id: int | None) -> None:
         raise Refused(400, "You can only reply to a published comment on this article.", "parent_id")
 
 
+def is_reserved_name(site: Site, name: str) -> bool:
+    """A name that passes for the site's staff, compared on a skeleton (NFKC, case, accents,
+    invisible characters and look-alike letters folded): "Аdmin" with a Cyrillic A is "admin"."""
+    return bool(rules.find_words(name, [*RESERVED_NAMES, site.name]))
+
+
 def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
     """Take a reader's comment: refuse it, or store it with the rules' decision and reasons.
     Returns the comment and the author token for the reader's browser."""
     check_article_url(site, submission.url)
     existing = article_for(site, submission.url)
     check_parent(existing, submission.parent_id)
+    site_rules = rules.with_defaults(site.rules)
+    submission.parent_id = flattened_parent(submission.parent_id, site_rules["max_depth"])
+    if is_reserved_name(site, submission.name):
+        raise Refused(400, "This name is reserved for the site's staff; please choose another.", "name")
     body_html = sanitize.render(submission.body)
     author_key = tokens.author_key_from(submission.author_token)
     draft = rules.Draft(text=sanitize.plain_text(body_html), links=sanitize.count_links(body_html),
-                        name=submission.name, email=submission.email, website=submission.website)
+                        name=submission.name, email=submission.email, website=submission.website,
+                        ip=submission.ip or "")
     facts = rules.Facts(
         known_author=is_known_author(site, author_key),
         seconds_since_last_from_ip=seconds_since_last_from(site, submission.ip),
+        seconds_since_last_from_email=seconds_since_last_by_email(site, submission.email),
+        honeypot_filled=submission.honeypot_filled,
+        seconds_to_fill=submission.seconds_to_fill,
+        repeated_on_articles=articles_with_text(site, existing, submission.body),
+        author_trusted=author_trust(site, author_key, submission.email),
         article_age_days=(utcnow() - existing.created_at).total_seconds() / 86400 if existing else None,
         article_closed=existing.closed if existing else False,
+        banned_until=banned_until(site, submission.email, submission.ip),
     )
     refusal = rules.refuse(draft, site.rules, facts)
     if refusal:
@@ -161,11 +271,16 @@ def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
         author_key=author_key, body=submission.body, body_html=body_html,
         sanitizer_version=sanitize.SANITIZER_VERSION, status=decision.status,
         reasons=list(decision.reasons), ip=submission.ip, user_agent=submission.user_agent[:400],
+        notify=submission.notify,
     )
     if decision.status != Status.PENDING:
         comment.decided_at = utcnow()
     db.session.add(comment)
     db.session.flush()
+    if comment.status == Status.APPROVED:
+        bump_thread(article.id)
+    notifications.comment_held(comment)
+    webhooks.enqueue(comment, "comment.created")
     return comment, author_token
 
 
@@ -175,44 +290,43 @@ def visible_to(user: User) -> sa.ColumnElement[bool]:
     return sa.true() if site_ids is None else Comment.site_id.in_(site_ids)
 
 
-def queue(user: User, status: Status, before: int | None = None) -> sa.Select:
-    """One status's comments, newest first, for keyset pagination on the id."""
-    query = sa.select(Comment).where(visible_to(user), Comment.status == status)
-    if before:
-        query = query.where(Comment.id < before)
-    return query.order_by(Comment.id.desc())
-
-
-def counts(user: User) -> dict[Status, int]:
-    rows = db.session.execute(sa.select(Comment.status, sa.func.count())
-                              .where(visible_to(user)).group_by(Comment.status))
-    found = {status: count for status, count in rows}
-    return {status: found.get(status, 0) for status in Status}
-
-
 def comment_for(user: User, comment_id: int) -> Comment | None:
     return db.session.scalar(sa.select(Comment).where(Comment.id == comment_id, visible_to(user)))
 
 
-def moderate(user: User, comment: Comment, action: str, seen_version: int) -> Comment:
-    """Apply approve / reject / flag if the comment is still as the moderator saw it,
-    and write the decision to the audit log in the same transaction."""
+def moderate(user: User, comment: Comment, action: str, seen_version: int, detail: dict | None = None) -> Comment:
+    """Apply approve / reject / flag if the comment is still as the moderator saw it, and write
+    the decision (with any reason or note in detail) to the audit log in the same transaction."""
     to_status = ACTIONS[action]
     from_status = comment.status
     now = utcnow()
     result = db.session.execute(
         sa.update(Comment)
         .where(Comment.id == comment.id, Comment.version == seen_version)
-        .values(status=to_status, version=Comment.version + 1, decided_at=now, decided_by_id=user.id)
+        .values(status=to_status, version=Comment.version + 1, decided_at=now, decided_by_id=user.id, reports=0)
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         db.session.refresh(comment)
         raise Conflict(describe_change(comment))
     db.session.add(AuditEvent(site_id=comment.site_id, comment_id=comment.id, user_id=user.id,
                               actor=user.email, action=action, from_status=from_status,
-                              to_status=to_status, created_at=now))
+                              to_status=to_status, detail=detail or {}, created_at=now))
+    if Status.APPROVED in (from_status, to_status):
+        bump_thread(comment.article_id)
     db.session.refresh(comment)
+    if to_status == Status.APPROVED:
+        notifications.comment_approved(comment)
+    if to_status in (Status.APPROVED, Status.REJECTED):
+        webhooks.enqueue(comment, f"comment.{to_status.value}")
     return comment
+
+
+def record_refused(user: User, comment: Comment, action: str, seen_version: int) -> None:
+    """Audit a decision that lost a race, so every attempt is in the log, applied or not."""
+    db.session.add(AuditEvent(site_id=comment.site_id, comment_id=comment.id, user_id=user.id,
+                              actor=user.email, action=f"{action}-refused", from_status=comment.status,
+                              to_status=ACTIONS[action], detail={"seen_version": seen_version,
+                                                                 "version": comment.version}))
 
 
 def describe_change(comment: Comment) -> str:

@@ -2,20 +2,24 @@
 embed.js shows in an iframe. The form works without JavaScript and without cookies."""
 import os
 
-from flask import (Blueprint, abort, current_app, redirect, render_template, request,
+from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
                    send_from_directory, url_for)
+from sqlalchemy.exc import IntegrityError
 
-from . import comments, tokens
+from . import cache, comments, tokens, workspace
 from .comments import Refused, Submission, origin_of
-from .extensions import csrf, db
-from .forms import WidgetForm
-from .models import Comment, Site
+from .extensions import csrf, db, limiter
+from .errors import render_error
+from .forms import ReportForm, WidgetForm
+from .models import Comment, Site, UsedFormToken
 from .security import CSP
 
 bp = Blueprint("embed", __name__)
 csrf.exempt(bp)  # the reply form carries its own signed token: readers have no session here
 
 MAX_DEPTH = 5
+# Stands in for the reply form's token in a cached page; every answer puts a fresh one there.
+FORM_TOKEN_SLOT = "form-token-slot"
 AWAITING = "Your comment is awaiting moderation."
 
 
@@ -67,11 +71,14 @@ def threaded(flat: list[Comment]) -> list[tuple[Comment, int]]:
 
 
 def render_thread(site: Site, url: str, title: str, form: WidgetForm, status: int = 200,
-                  message: str | None = None, posted: Comment | None = None, author_token: str = ""):
+                  message: str | None = None, posted: Comment | None = None, author_token: str = "",
+                  token: str | None = None):
     article = comments.article_for(site, url)
-    flat = db.session.scalars(comments.approved_comments(article)).all() if article else []
+    after = request.args.get("after", type=int)
+    page = cache.thread_page(article.id if article else None, after)
+    flat = page.comments
     reply_to = form.parent_id.data or request.args.get("reply_to", type=int)
-    form.token.data = tokens.form_token(site.key, url)
+    form.token.data = token or tokens.form_token(site.key, url)
     form.url.data, form.title.data = url, title
     if reply_to and reply_to in {comment.id for comment in flat}:
         form.parent_id.data = reply_to
@@ -79,20 +86,53 @@ def render_thread(site: Site, url: str, title: str, form: WidgetForm, status: in
         reply_to = form.parent_id.data = None
     html = render_template(
         "embed/thread.html", site=site, url=url, title=title, article=article,
-        comments=threaded(flat), max_depth=MAX_DEPTH, form=form, message=message, posted=posted,
+        comments=threaded(flat), count=page.count, after=after, next_after=page.next,
+        max_depth=MAX_DEPTH, form=form, message=message, posted=posted,
         author_token=author_token, reply_to=reply_to, parent_origin=frame_origin(site, url),
         closed=bool(article and article.closed))
-    response = current_app.make_response((html, status))
-    allowed = " ".join(site.allowed_origins) or "'none'"
-    response.headers["Content-Security-Policy"] = CSP.replace("frame-ancestors 'none'", f"frame-ancestors {allowed}")
+    response = allow_framing(current_app.make_response((html, status)), site)
     if posted is not None:  # the reader's own pending comment: for this browser only, briefly
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Robots-Tag"] = "noindex"
     return response
 
 
+def allow_framing(response: Response, site: Site) -> Response:
+    allowed = " ".join(site.allowed_origins) or "'none'"
+    response.headers["Content-Security-Policy"] = CSP.replace("frame-ancestors 'none'", f"frame-ancestors {allowed}")
+    return response
+
+
+def public_thread(key: str):
+    """The thread as every reader sees it: rendered once per version of the article and
+    cached, with only the reply form's token fresh on every answer.
+
+    Not for shared caches, and without an ETag: a reply form's token posts one comment, so a
+    page kept by a CDN, or revalidated by a browser that already posted with it, would hand
+    an already used token to the next comment."""
+    url = request.args.get("url")
+    head = cache.thread_head(key, url if url and comments.is_clean_url(url) else "")
+    if head is None:
+        site_or_404(key)
+    url = article_url_or_abort(head, url)
+    title = request.args.get("title", "")[:300]
+    tag = cache.thread_tag("widget", head.site_key, head.rules, url, title, frame_origin(head, url),
+                           request.args.get("after", type=int), head.article_id, head.version, head.closed)
+
+    def render() -> str:
+        site = db.session.get(Site, head.site_id)
+        return render_thread(site, url, title, WidgetForm(formdata=None), token=FORM_TOKEN_SLOT).get_data(as_text=True)
+
+    html = cache.rendered(tag, render)
+    response = current_app.make_response(html.replace(FORM_TOKEN_SLOT, tokens.form_token(head.site_key, url)))
+    response.headers["Cache-Control"] = "private, no-cache"
+    return allow_framing(response, head)
+
+
 @bp.get("/embed/<key>")
 def thread(key: str):
+    if not request.args.get("posted") and not request.args.get("reply_to"):
+        return public_thread(key)
     site = site_or_404(key)
     url = article_url_or_abort(site, request.args.get("url"))
     title = request.args.get("title", "")[:300]
@@ -110,6 +150,8 @@ def thread(key: str):
 
 
 @bp.post("/embed/<key>")
+@limiter.limit(lambda: current_app.config["COMMENT_RATE_LIMIT"],
+               error_message="Too many comments from your address. Please wait a minute and try again.")
 def post(key: str):
     site = site_or_404(key)
     form = WidgetForm()
@@ -123,24 +165,91 @@ def post(key: str):
         return render_thread(site, url, title, form, status=400, message=(
             "This form had expired, so nothing was posted yet. Your text is still here: "
             "please press Post Comment again."))
+    nonce = tokens.form_token_nonce(form.token.data)
+    if earlier := already_posted(nonce):  # a double click or a retry: answer as the first time
+        return redirect_to_receipt(site, url, title, earlier)
     if not form.validate():
         return render_thread(site, url, title, form, status=400,
                              message="Please correct the fields marked below; your text is kept.")
     submission = Submission(
         url=url, title=title, name=form.name.data, email=form.email.data, body=form.body.data,
         website=form.website.data or "", parent_id=form.parent_id.data, ip=request.remote_addr,
-        user_agent=request.user_agent.string, author_token=form.author_token.data or None)
+        user_agent=request.user_agent.string, author_token=form.author_token.data or None,
+        honeypot_filled=bool(form.topic.data), seconds_to_fill=tokens.form_token_age(form.token.data),
+        notify=form.notify.data)
     try:
         comment, author_token = comments.submit(site, submission)
+        if nonce:
+            db.session.add(UsedFormToken(nonce=nonce, comment_id=comment.id))
         db.session.commit()
     except Refused as refused:
         db.session.rollback()
+        if earlier := already_posted(nonce):  # the same form, posted twice at once, won elsewhere
+            return redirect_to_receipt(site, url, title, earlier)
         if refused.field in form:
             form[refused.field].errors = [*form[refused.field].errors, refused.message]
         return render_thread(site, url, title, form, status=refused.status_code, message=refused.message)
+    except IntegrityError:
+        db.session.rollback()
+        if earlier := already_posted(nonce):
+            return redirect_to_receipt(site, url, title, earlier)
+        raise
+    return redirect_to_receipt(site, url, title, comment, author_token)
+
+
+def already_posted(nonce: str | None) -> Comment | None:
+    """The comment a form token has already posted, if any."""
+    used = db.session.get(UsedFormToken, nonce) if nonce else None
+    return db.session.get(Comment, used.comment_id) if used else None
+
+
+def redirect_to_receipt(site: Site, url: str, title: str, comment: Comment, author_token: str = ""):
+    """Post/Redirect/Get to the thread, showing the reader their own comment."""
+    author_token = author_token or (tokens.author_token_for(comment.author_key) if comment.author_key else "")
     receipt = tokens.receipt(comment.id, author_token)
     target = url_for("embed.thread", key=site.key, url=url, title=title,
                      origin=request.args.get("origin") or None, posted=receipt)
     return redirect(target + "#status", code=303)
 
 
+@bp.errorhandler(429)
+def too_many_requests(error):
+    """The request rate limit on the reply form: the form comes back with the reader's text kept."""
+    site = comments.site_by_key((request.view_args or {}).get("key"))
+    form = WidgetForm()
+    if request.endpoint != "embed.post" or site is None or not form.url.data:
+        return render_error(error)
+    url = article_url_or_abort(site, form.url.data)
+    return render_thread(site, url, (form.title.data or "")[:300], form, status=429, message=error.description)
+
+
+@bp.route("/embed/<key>/comments/<int:comment_id>/report", methods=["GET", "POST"])
+def report(key: str, comment_id: int):
+    """A reader reports a published comment (spam, abuse, off-topic, other); works without JS."""
+    site = site_or_404(key)
+    url = article_url_or_abort(site, request.args.get("url"))
+    comment = db.session.get(Comment, comment_id)
+    if (comment is None or comment.site_id != site.id or comment.article.url != url
+            or (request.method == "GET" and comment.status != "approved")):
+        abort(404, description="There is no such comment on this article.")
+    form, message, status = ReportForm(), None, 200
+    if request.method == "POST":
+        origin = request.headers.get("Origin")
+        if origin and origin not in (*site.allowed_origins, origin_of(request.host_url),
+                                     current_app.config["PUBLIC_URL"]):
+            abort(403, description="This form was sent from a page this site does not allow.")
+        if form.validate():
+            reader = workspace.reader_of(tokens.author_key_from(form.author_token.data), request.remote_addr)
+            try:
+                message = workspace.report(comment, reader, form.reason.data, form.text.data or "")
+                db.session.commit()
+            except Refused as refused:
+                db.session.rollback()
+                message, status = refused.message, refused.status_code
+        else:
+            status = 400
+    html = render_template("embed/report.html", site=site, url=url, title=request.args.get("title", "")[:300],
+                           comment=comment, form=form, message=message, parent_origin=frame_origin(site, url))
+    response = allow_framing(current_app.make_response((html, status)), site)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,7 +1,8 @@
 """Error pages: JSON under /api/, HTML elsewhere; never a bare 500."""
 from flask import Flask, current_app, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import (HTTPException, InternalServerError, RequestEntityTooLarge,
+                                 ServiceUnavailable)
 
 from .extensions import db
 
@@ -14,13 +15,19 @@ def render_error(error: HTTPException):
     if wants_json():
         response = jsonify(error=error.description)
     else:
-        response = render_template("errors/error.html", error=error)
+        # A reader's comment that could not be saved is shown back, so it is never lost.
+        unsaved = error.code >= 500 and request.method == "POST" and request.path.startswith("/embed/")
+        kept = request.form.get("body", "") if unsaved else ""
+        response = render_template("errors/error.html", error=error, kept=kept)
     return response, error.code
 
 
 def handle_http(error: HTTPException):
     if error.code and error.code < 400:
         return error
+    if isinstance(error, RequestEntityTooLarge) and error.description == RequestEntityTooLarge.description:
+        error = RequestEntityTooLarge("This request is too large: a comment can be at most 10,000 characters. "
+                                      "Please shorten it and try again.")
     return render_error(error)
 
 

@@ -1,4 +1,8 @@
 """The Flask extensions, created unbound and initialised in create_app."""
+import ipaddress
+
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -14,3 +18,20 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
+
+
+def client_network() -> str:
+    """Whom a request rate limit counts: the client's IPv4 address, or its IPv6 /64, which one
+    household or server usually holds whole."""
+    address = get_remote_address()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(getattr(ip, "ipv4_mapped", None) or ip)
+
+
+# Storage and switches come from the RATELIMIT_* config; limits are set per view.
+limiter = Limiter(client_network, headers_enabled=True)

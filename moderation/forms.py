@@ -4,8 +4,9 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, IntegerField, PasswordField, StringField, TextAreaField, URLField
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms import (BooleanField, EmailField, HiddenField, IntegerField, PasswordField, RadioField,
+                     SelectField, StringField, TextAreaField, URLField)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 KEEP_CONTROLS = {"\n", "\t"}
 
@@ -59,7 +60,9 @@ class CommentForm(FlaskForm):
     website = URLField("Website", filters=[clean_line], validators=[
         Optional(), Length(max=200, message="Your website address can be at most 200 characters."),
         web_address])
-    parent_id = IntegerField(validators=[Optional()])
+    parent_id = IntegerField(validators=[Optional(), NumberRange(
+        1, 2**63 - 1, message="You can only reply to a published comment on this article.")])
+    notify = BooleanField("Notify me when my comment is approved or replied to")
 
 
 class WidgetForm(CommentForm):
@@ -72,6 +75,8 @@ class WidgetForm(CommentForm):
     url = HiddenField()
     title = HiddenField()
     author_token = HiddenField()
+    # The honeypot: hidden from people and screen readers, so only a program fills it in.
+    topic = StringField("Leave this empty")
 
 
 class ApiCommentForm(CommentForm):
@@ -91,7 +96,54 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired("Please enter your password.")])
 
 
+REJECT_REASONS = ("Spam", "Abuse or harassment", "Off-topic", "Personal information", "Duplicate")
+REPORT_REASONS = {"spam": "Spam", "abuse": "Abuse", "off-topic": "Off-topic", "other": "Other"}
+BAN_PERIODS = {"1": "1 day", "7": "7 days", "30": "30 days", "365": "1 year"}
+
+
 class DecisionForm(FlaskForm):
-    """Approve / reject / flag: the action is in the URL, the version is what the moderator saw."""
+    """Approve / reject / flag: the action is in the URL, the version is what the moderator saw;
+    a reject may carry a reason from the short list, a reject or flag a note."""
 
     version = IntegerField(validators=[InputRequired()])
+    reason = SelectField("Reason", choices=[("", "No reason given"), *((r, r) for r in REJECT_REASONS)],
+                         validators=[Optional()])
+    note = StringField("Note", filters=[clean_line], validators=[Optional(), Length(max=500)])
+
+
+class EditForm(FlaskForm):
+    """A moderator's correction of a comment's text (a redacted phone number, a fixed link)."""
+
+    version = IntegerField(validators=[InputRequired()])
+    body = TextAreaField("Comment text", filters=[clean_text], validators=[
+        DataRequired("The comment cannot be empty; reject it instead."), Length(max=10_000)])
+    note = StringField("Why (kept in the audit log)", filters=[clean_line], validators=[Optional(), Length(max=500)])
+
+
+class BanForm(FlaskForm):
+    """Ban a comment's author by email, by IP address, or by an IP range, for a period."""
+
+    kind = SelectField("Ban by", choices=[("email", "Email address"), ("ip", "IP address"), ("range", "IP range")])
+    cidr = IntegerField("Range prefix length (for an IP range)", default=24, validators=[Optional()])
+    days = SelectField("For", choices=list(BAN_PERIODS.items()), default="7")
+    note = StringField("Note", filters=[clean_line], validators=[Optional(), Length(max=500)])
+
+
+class BulkForm(FlaskForm):
+    """Approve / reject / flag the selected comments, or every comment the filter matches."""
+
+    everything = BooleanField("Every comment matching the filter")
+    reason = SelectField("Reason", choices=[("", "No reason given"), *((r, r) for r in REJECT_REASONS)],
+                         validators=[Optional()])
+
+
+class ReportForm(FlaskForm):
+    """A reader's report of a published comment; sent from the widget, so no session token."""
+
+    class Meta:
+        csrf = False
+
+    reason = RadioField("Why are you reporting this comment?", choices=list(REPORT_REASONS.items()),
+                        validators=[InputRequired("Please choose a reason.")])
+    text = TextAreaField("Anything else (optional)", filters=[clean_text], validators=[Optional(), Length(max=500)])
+    author_token = HiddenField()

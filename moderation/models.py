@@ -66,6 +66,9 @@ class Article(db.Model):
     title: Mapped[str] = mapped_column(sa.String(300), default="")
     closed: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Bumped whenever what the public sees of the thread changes: the key of its cached pages.
+    thread_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    thread_changed_at: Mapped[datetime | None]
 
     site: Mapped[Site] = relationship()
 
@@ -77,6 +80,12 @@ class Comment(db.Model):
         sa.Index("ix_comments_thread", "article_id", "status", "id"),
         sa.Index("ix_comments_site_ip", "site_id", "ip", "created_at"),
         sa.Index("ix_comments_author_key", "site_id", "author_key", "status"),
+        sa.Index("ix_comments_parent", "parent_id"),
+        sa.Index("ix_comments_site_email", "site_id", "author_email", "status"),
+        sa.Index("ix_comments_reported", "site_id", "reports"),
+        sa.Index("ux_comments_import_ref", "site_id", "import_ref", unique=True),
+        sa.Index("ix_comments_email", "author_email"),
+        sa.Index("ix_comments_created", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -100,6 +109,12 @@ class Comment(db.Model):
     decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     # Bumped by every change, so a decision applies only to the state the moderator saw.
     version: Mapped[int] = mapped_column(default=1)
+    # Open reader reports since the last moderator decision; puts the comment in the Reported queue.
+    reports: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Where an imported comment came from ("wordpress:blog.example:123"), so a second import adds nothing.
+    import_ref: Mapped[str | None] = mapped_column(sa.String(200))
+    # The reader ticked "Notify me when my comment is approved or replied to".
+    notify: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     site: Mapped[Site] = relationship()
     article: Mapped[Article] = relationship()
@@ -164,3 +179,84 @@ class AuditEvent(db.Model):
     to_status: Mapped[str | None] = mapped_column(sa.String(16))
     detail: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuthorTrust(db.Model):
+    """A moderator's mark on an author of a site: trusted (by author token only, which cannot be typed)
+    or untrusted (by author token or by email, as a typed email can only make things stricter)."""
+
+    __tablename__ = "author_trust"
+    __table_args__ = (sa.Index("ix_author_trust_key", "site_id", "author_key"),
+                      sa.Index("ix_author_trust_email", "site_id", "email"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    author_key: Mapped[str | None] = mapped_column(sa.String(64))
+    email: Mapped[str | None] = mapped_column(sa.String(254))
+    # The name the author used when marked, so the settings page can say who this is.
+    author_name: Mapped[str] = mapped_column(sa.String(100), default="")
+    trusted: Mapped[bool]
+    marked_by: Mapped[str] = mapped_column(sa.String(254), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Report(db.Model):
+    """A reader's report of a published comment; one per reader (author key or IP) and comment."""
+
+    __tablename__ = "reports"
+    __table_args__ = (sa.UniqueConstraint("comment_id", "reader"), sa.Index("ix_reports_reader_time", "reader", "created_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    comment_id: Mapped[int] = mapped_column(sa.ForeignKey("comments.id", ondelete="CASCADE"))
+    reader: Mapped[str] = mapped_column(sa.String(64))
+    reason: Mapped[str] = mapped_column(sa.String(16))
+    text: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Ban(db.Model):
+    """An author banned from a site until a moment: by email, by IP, or by an IP range (CIDR)."""
+
+    __tablename__ = "bans"
+    __table_args__ = (sa.Index("ix_bans_site_until", "site_id", "until"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(8))  # "email" or "ip" (a single address or a CIDR range)
+    value: Mapped[str] = mapped_column(sa.String(254))
+    until: Mapped[datetime]
+    note: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Claim(db.Model):
+    """Which moderator has a comment open, and since when; shown to others as "being reviewed by"."""
+
+    __tablename__ = "claims"
+
+    comment_id: Mapped[int] = mapped_column(sa.ForeignKey("comments.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
+class UsedFormToken(db.Model):
+    """The nonce of a reply form that has posted a comment: a form token is good for one comment."""
+
+    __tablename__ = "used_form_tokens"
+
+    nonce: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    comment_id: Mapped[int] = mapped_column(sa.ForeignKey("comments.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginThrottle(db.Model):
+    """Failed logins per account ("email:...") and per address ("ip:..."), for backoff."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    blocked_until: Mapped[datetime | None]

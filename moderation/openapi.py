@@ -21,11 +21,16 @@ DOCUMENT = {
                 "parameters": [
                     {"name": "site", "in": "query", "required": True, "schema": {"type": "string"},
                      "description": "The site key (data-site in the snippet)."},
-                    {"name": "url", "in": "query", "required": True, "schema": {"type": "string"},
+                    {"name": "url", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1},
                      "description": "The article's canonical URL."},
+                    {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"},
+                     "description": "The `next` value of the previous page: the following 50 top-level comments."},
                 ],
                 "responses": {
-                    "200": {"description": "The thread",
+                    "304": {"description": "Unchanged since the ETag given in If-None-Match"},
+                    "200": {"description": "The thread: 50 top-level comments with all their replies, the "
+                                           "ETag, Cache-Control for browsers to revalidate and CDN-Cache-Control: "
+                                           "public, max-age=30, stale-while-revalidate=60",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thread"}}}},
                     "400": error_response("The url parameter is missing."),
                     "404": error_response("There is no site with this key."),
@@ -66,8 +71,11 @@ DOCUMENT = {
                         "body_html": {"type": "string", "description": "Sanitized HTML"},
                         "created_at": {"type": "string", "format": "date-time"}}},
         "Thread": {"type": "object", "required": ["url", "title", "count", "comments"], "properties": {
-            "url": {"type": "string"}, "title": {"type": "string"}, "count": {"type": "integer"},
-            "comments": {"type": "array", "items": {"$ref": "#/components/schemas/Comment"}}}},
+            "url": {"type": "string"}, "title": {"type": "string"},
+            "count": {"type": "integer", "description": "Approved comments in the whole thread."},
+            "comments": {"type": "array", "items": {"$ref": "#/components/schemas/Comment"}},
+            "next": {"type": "integer", "description": "Present when there are more top-level comments: "
+                                                       "pass it as `after` for the next page."}}},
         "NewComment": {"type": "object", "required": ["site", "url", "name", "email", "body"], "properties": {
             "site": {"type": "string"},
             "url": {"type": "string", "maxLength": 2000},
@@ -77,6 +85,8 @@ DOCUMENT = {
             "email": {"type": "string", "maxLength": 254},
             "website": {"type": ["string", "null"], "maxLength": 200},
             "body": {"type": "string", "maxLength": 10000},
+            "notify": {"type": ["boolean", "null"],
+                       "description": "Email the author when a moderator approves this comment or a reply to it."},
             "author_token": {"type": ["string", "null"],
                              "description": "The token returned with an earlier comment; proves a known author."}}},
         "Created": {"type": "object", "required": ["id", "status"], "properties": {

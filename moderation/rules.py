@@ -1,5 +1,6 @@
 """Decides a new comment's fate from a site's rules and the facts the caller looked up, and says why."""
 
+import ipaddress
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
@@ -21,14 +22,25 @@ class Status(StrEnum):
 
 
 MODES = ("pre", "known_authors", "post")
+ACTIONS = ("reject", "hold", "flag")  # what a word list's match does to a comment
 BODY_CAP = 10_000
+REPEAT_ARTICLES = 3  # the same text on this many articles within a day is held
+CONTRACT_KEYS = (
+    "moderation_mode", "blocked_words", "held_words", "max_links", "flood_seconds", "max_length", "close_after_days",
+    "allowed_origins",
+)  # fmt: skip
 DEFAULT_RULES = {
     "moderation_mode": "pre", "blocked_words": [], "held_words": [], "max_links": 2, "flood_seconds": 15,
     "max_length": BODY_CAP, "close_after_days": 0, "allowed_origins": [],
+    "blocked_words_action": "reject", "held_words_action": "hold", "blocked_emails": [], "blocked_email_domains": [],
+    "blocked_ips": [], "min_length": 0, "max_depth": 5, "min_fill_seconds": 0, "ip_retention_days": 30,
+    "report_threshold": 3,  # reader reports that hide a published comment until a moderator decides
 }  # fmt: skip
 _RANGES = {
-    "max_links": (0, 1000), "flood_seconds": (0, 86400), "max_length": (1, BODY_CAP), "close_after_days": (0, 36500)
+    "max_links": (0, 1000), "flood_seconds": (0, 86400), "max_length": (1, BODY_CAP), "close_after_days": (0, 36500),
+    "min_length": (0, BODY_CAP), "max_depth": (1, 50), "min_fill_seconds": (0, 60), "ip_retention_days": (0, 3650), "report_threshold": (1, 1000),
 }  # fmt: skip
+_VERDICTS = {"reject": (Status.REJECTED, "rejected"), "hold": (Status.PENDING, "held"), "flag": (Status.FLAGGED, "flagged")}
 _MAX_ENTRIES, _MAX_ENTRY_CHARS, _MAX_WORD_REASONS = 5000, 100, 20
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*\.?|[0-9a-f:.]*:[0-9a-f:.]*")
@@ -47,6 +59,7 @@ class RulesError(ValueError):
     def __init__(self, key: str, problem: str):
         super().__init__(f"{key}: {problem}" if key else problem)
         self.key = key
+        self.problem = problem[0].upper() + problem[1:]
 
 
 def _show(value: object) -> str:
@@ -68,14 +81,24 @@ def validate_rules(data: object) -> dict:
         if key == "moderation_mode":
             if not isinstance(value, str) or value not in MODES:
                 raise RulesError(key, f"must be one of 'pre', 'known_authors' or 'post', got {_show(value)}")
+        elif key.endswith("_action"):
+            if not isinstance(value, str) or value not in ACTIONS:
+                raise RulesError(key, f"must be one of 'reject', 'hold' or 'flag', got {_show(value)}")
         elif key in _RANGES:
             low, high = _RANGES[key]
             if type(value) is not int or not low <= value <= high:  # type(), not isinstance: True is not a number here
                 raise RulesError(key, f"must be a whole number from {low} to {high}, got {_show(value)}")
         else:
-            value = _clean_list(key, value, _origin if key == "allowed_origins" else _entry)
+            value = _clean_list(key, value, _LIST_ITEMS.get(key, _entry))
         out[key] = value
+    if out["min_length"] > out["max_length"]:
+        raise RulesError("min_length", f"must not be more than max_length ({out['max_length']}), got {out['min_length']}")
     return out
+
+
+def with_defaults(site_rules: dict) -> dict:
+    """A stored rules document with the rules added since it was written taking their default."""
+    return site_rules if site_rules.keys() >= DEFAULT_RULES.keys() else {**DEFAULT_RULES, **site_rules}
 
 
 def _clean_list(key: str, value: object, clean) -> list[str]:
@@ -122,6 +145,33 @@ def _origin(item: object) -> str:
     return f"{parts.scheme}://{host}{suffix}"
 
 
+def _email(item: object) -> str:
+    """An email address in lower case."""
+    if not isinstance(item, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", item.strip()) or len(item) > 254:
+        raise ValueError("must be an email address like 'name@example.com'")
+    return item.strip().lower()
+
+
+def _domain(item: object) -> str:
+    """A domain name in lower case, without a leading '@'."""
+    host = item.strip().lower().removeprefix("@").rstrip(".") if isinstance(item, str) else ""
+    if "." not in host or len(host) > 253 or not _HOST.fullmatch(host) or ":" in host:
+        raise ValueError("must be a domain like 'spam.example'")
+    return host
+
+
+def _network(item: object) -> str:
+    """An IP address or range in CIDR notation, host bits cleared."""
+    try:
+        return str(ipaddress.ip_network(item.strip(), strict=False))
+    except (AttributeError, ValueError):
+        raise ValueError("must be an IP address or range like '203.0.113.0/24' or '2001:db8::/32'") from None
+
+
+_LIST_ITEMS = {"allowed_origins": _origin, "blocked_emails": _email, "blocked_email_domains": _domain,
+               "blocked_ips": _network}
+
+
 @dataclass(frozen=True)
 class Draft:
     """The new comment, as the rules see it; text is the visible text of the sanitized body."""
@@ -131,6 +181,7 @@ class Draft:
     name: str = ""
     email: str = ""
     website: str = ""
+    ip: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,8 +190,14 @@ class Facts:
 
     known_author: bool = False
     seconds_since_last_from_ip: float | None = None
+    seconds_since_last_from_email: float | None = None
     article_age_days: float | None = None
     article_closed: bool = False
+    honeypot_filled: bool = False
+    seconds_to_fill: float | None = None  # from the signed form token's issue time; None without a form
+    repeated_on_articles: int = 1  # articles with this same text within a day, this one included
+    author_trusted: bool | None = None  # marked by a moderator: True trusted, False untrusted, None not marked
+    banned_until: str | None = None  # "2026-12-06 19:00 UTC" while a moderator's ban covers this email or IP
 
 
 @dataclass(frozen=True)
@@ -161,37 +218,116 @@ class Decision:
 
 
 def refuse(draft: Draft, rules: dict, facts: Facts) -> Refusal | None:
-    """A refusal if the comment must not be stored (closed 403, too long 400, too fast 429), else None."""
+    """A refusal if the comment must not be stored (closed 403, too long or short 400, too fast 429), else None."""
+    rules = with_defaults(rules)
     days, age = rules["close_after_days"], facts.article_age_days
     if facts.article_closed or (days > 0 and age is not None and age >= days):
         return Refusal(403, "Comments are closed on this article.")
     length, limit = len(draft.text), min(rules["max_length"], BODY_CAP)
     if length > limit:
         return Refusal(400, f"Your comment is too long: {length} characters (limit {limit}).", "body")
-    wait, since = rules["flood_seconds"], facts.seconds_since_last_from_ip
-    if wait > 0 and since is not None and since < wait:
+    if length < rules["min_length"]:
+        return Refusal(400, f"Your comment is too short: {length} characters (at least {rules['min_length']}).", "body")
+    wait = rules["flood_seconds"]
+    since = [s for s in (facts.seconds_since_last_from_ip, facts.seconds_since_last_from_email) if s is not None]
+    if wait > 0 and since and min(since) < wait:
         return Refusal(429, "You are posting comments too quickly. Slow down.")
     return None
 
 
 def decide(draft: Draft, rules: dict, facts: Facts) -> Decision:
-    """REJECTED on a blocked word; else PENDING with every hold reason; else APPROVED."""
+    """REJECTED on a blocked sender or a rejecting word list; FLAGGED on a flagging one; else PENDING with
+    every hold reason; else APPROVED."""
+    rules = with_defaults(rules)
+    if facts.banned_until:
+        return Decision(Status.REJECTED, (f"rejected: banned until {facts.banned_until}",))
     texts = [(field, _Words(value)) for field in _FIELDS if (value := getattr(draft, field))]
-    blocked = _word_reasons("rejected", "blocked", texts, rules["blocked_words"])
-    if blocked:
-        return Decision(Status.REJECTED, tuple(blocked))
-    reasons = _word_reasons("held", "held", texts, rules["held_words"])
+    found: dict[Status, list[str]] = {Status.REJECTED: _blocked_sender(draft, rules), Status.FLAGGED: [],
+                                      Status.PENDING: []}
+    for key in ("blocked_words", "held_words"):
+        status, verdict = _VERDICTS[rules[f"{key}_action"]]
+        found[status] += _word_reasons(verdict, key.removesuffix("_words"), texts, rules[key])
+    if found[Status.REJECTED]:
+        return Decision(Status.REJECTED, tuple(found[Status.REJECTED]))
+    reasons = found[Status.PENDING]
     if draft.links > rules["max_links"]:
         noun = "link" if draft.links == 1 else "links"
         reasons.append(f"held: contains {draft.links} {noun} (limit {rules['max_links']})")
-    mode = rules["moderation_mode"]
+    if facts.honeypot_filled:
+        reasons.append("held: the hidden field 'Leave this empty' was filled in (people never see it)")
+    # The time trap is off by default: the contract publishes at once in "post" mode, however fast the form.
+    if facts.seconds_to_fill is not None and facts.seconds_to_fill < rules["min_fill_seconds"]:
+        reasons.append(f"held: filled too fast ({facts.seconds_to_fill:.1f} s after the form was shown)")
+    if facts.repeated_on_articles >= REPEAT_ARTICLES:
+        reasons.append(f"held: repeated on {facts.repeated_on_articles} articles within a day")
+    if facts.author_trusted is False:
+        reasons.append("held: author marked untrusted by a moderator")
+    mode, known = rules["moderation_mode"], facts.known_author or facts.author_trusted is True
     if mode == "pre":
         reasons.append("held: pre-moderation (every comment waits for a moderator)")
-    elif mode == "known_authors" and not facts.known_author:
+    elif mode == "known_authors" and not known:
         reasons.append("held: new author (no earlier approved comment)")
+    if found[Status.FLAGGED]:
+        return Decision(Status.FLAGGED, tuple(found[Status.FLAGGED] + reasons))
     if reasons:
         return Decision(Status.PENDING, tuple(reasons))
-    return Decision(Status.APPROVED, (f"approved: {'known author' if mode == 'known_authors' else 'post-moderation'}",))
+    if mode == "known_authors":
+        return Decision(Status.APPROVED, ("approved: trusted author" if facts.author_trusted and not facts.known_author
+                                          else "approved: known author",))
+    return Decision(Status.APPROVED, ("approved: post-moderation",))
+
+
+def _blocked_sender(draft: Draft, rules: dict) -> list[str]:
+    """Reasons to reject a comment for its sender: a blocked email address, email domain or IP range."""
+    reasons = []
+    email = draft.email.strip().lower()
+    if email and email in rules["blocked_emails"]:
+        reasons.append("rejected: blocked email address")
+    domain = email.rpartition("@")[2]
+    for blocked in rules["blocked_email_domains"]:
+        if domain == blocked or domain.endswith("." + blocked):
+            reasons.append(f"rejected: blocked email domain '{blocked}'")
+            break
+    network = _blocked_network(draft.ip, tuple(rules["blocked_ips"])) if draft.ip and rules["blocked_ips"] else None
+    if network:
+        reasons.append(f"rejected: IP address in blocked range '{network}'")
+    return reasons
+
+
+def _blocked_network(ip: str, networks: tuple[str, ...]) -> str | None:
+    """The first of networks that holds ip, if any; an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    address = getattr(address, "ipv4_mapped", None) or address
+    return next((str(net) for net in _networks(networks) if address in net), None)
+
+
+@lru_cache(maxsize=64)
+def _networks(networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(map(ipaddress.ip_network, networks))
+
+
+# Which rule a stored reason comes from, for the settings page's counts: (how the reason begins, rule).
+REASON_RULES = (
+    ("matched blocked word", "blocked_words"), ("matched held word", "held_words"), ("matched ", "held_words"),
+    ("blocked email address", "blocked_emails"), ("blocked email domain", "blocked_email_domains"),
+    ("IP address in blocked range", "blocked_ips"), ("contains ", "max_links"), ("the hidden field", "honeypot"),
+    ("filled too fast", "time_trap"), ("repeated on", "repeated_text"), ("author marked untrusted", "author_trust"),
+    ("pre-moderation", "moderation_mode"), ("new author", "moderation_mode"),
+)  # fmt: skip
+
+
+def rule_of(reason: str) -> str | None:
+    """The rule a reason from decide() names ("held: contains 3 links" -> "max_links"), or None for an approval."""
+    verdict, _, said = reason.partition(": ")
+    if verdict == "approved":
+        return None
+    found = next((rule for start, rule in REASON_RULES if said.startswith(start)), None)
+    if found == "held_words" and " blocked word" in said.split("'")[0]:  # "matched 3 more blocked words"
+        return "blocked_words"
+    return found
 
 
 def _word_reasons(verdict: str, kind: str, texts: list[tuple[str, "_Words"]], entries: list[str]) -> list[str]:

@@ -3,13 +3,14 @@
 import re
 from functools import partial
 from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 import nh3
 from bleach.html5lib_shim import Filter
 from bleach.linkifier import LinkifyFilter, build_url_re
 from bleach.sanitizer import Cleaner
 
-SANITIZER_VERSION: int = 1  # bump when the policy changes, so stored HTML can be re-rendered
+SANITIZER_VERSION: int = 2  # bump when the policy changes, so stored HTML can be re-rendered
 
 _TAGS = frozenset({"a", "abbr", "b", "blockquote", "cite", "code", "del", "em",
                    "i", "q", "s", "strike", "strong"})
@@ -28,6 +29,8 @@ _NH3_ARGS = dict(tags=_TAGS | {"p", "br"}, attributes=_ATTRIBUTES, url_schemes=_
 _BLEACH_URL_RE = build_url_re(protocols=_SCHEMES)
 _URL_RE = re.compile(r"(?=\(*https?://)" + _BLEACH_URL_RE.pattern, _BLEACH_URL_RE.flags)
 _HTTP_RE = re.compile(r"https?://", re.IGNORECASE)
+_HOSTLIKE_RE = re.compile(r"(?:[a-z][a-z0-9+.-]*:)?/*(?:[^\s/?#@]*@)?([^\s/?#@:]+\.[^\s/?#@:]+)(?::\d*)?(?:[/?#]\S*)?",
+                          re.IGNORECASE)
 _TAG_RE = re.compile(r"<(/?)(?:%s)(?=[\s/>])" % "|".join(sorted(_TAGS)), re.IGNORECASE)
 # Comments, "<?...>" and "</3" would parse as comments and vanish with their text.
 _NOT_A_TAG_RE = re.compile(r"<(?=[!?]|/(?![A-Za-z]))")
@@ -62,10 +65,25 @@ def _limit_tags(text: str) -> str:
 def _link_attrs(attrs, new=False):
     """Keep an absolute http(s) href and a title; set our rel, nothing else."""
     kept = {k: v for k, v in attrs.items() if k in ((None, "href"), (None, "title"), "_text")}
-    if not _HTTP_RE.match(kept.get((None, "href"), "")):
+    href = kept.get((None, "href"), "")
+    if not _HTTP_RE.match(href):
         kept.pop((None, "href"), None)  # relative, protocol-relative or other scheme
+    elif _shows_other_host(kept.get("_text", ""), href):
+        kept["_text"] = href  # <a href=evil>https://bank.com</a> shows where it really goes
     kept[(None, "rel")] = _REL
     return kept
+
+
+def _shows_other_host(text: str, href: str) -> bool:
+    """Does the link text look like an address on another host than the link's?"""
+    shown = _HOSTLIKE_RE.fullmatch(text.strip())
+    if not shown:
+        return False
+    try:
+        host = urlsplit(href).hostname or ""
+    except ValueError:
+        return True
+    return shown.group(1).lower().rstrip(".") != host.rstrip(".")
 
 
 class _Paragraphs(Filter):

@@ -1,6 +1,7 @@
 """Signed tokens: the reply form's token, the author token a reader's browser keeps, and the
 "you just posted" receipt. All are signed with SECRET_KEY and carry their own purpose (salt)."""
 import secrets
+import time
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -27,7 +28,8 @@ def _load(salt: str, token: str, max_age: int):
 
 def form_token(site_key: str, url: str) -> str:
     """A token for one reply form: the site and article it belongs to, when it was issued, a nonce."""
-    return _serializer(FORM_SALT).dumps({"s": site_key, "u": url, "n": secrets.token_hex(8)})
+    return _serializer(FORM_SALT).dumps({"s": site_key, "u": url, "n": secrets.token_hex(8),
+                                         "t": round(time.time(), 2)})
 
 
 def form_token_valid(token: str, site_key: str, url: str) -> bool:
@@ -35,10 +37,29 @@ def form_token_valid(token: str, site_key: str, url: str) -> bool:
     return isinstance(data, dict) and data.get("s") == site_key and data.get("u") == url
 
 
+def form_token_nonce(token: str) -> str | None:
+    """The nonce of a form token already found valid: it may post one comment."""
+    data = _load(FORM_SALT, token, current_app.config["COMMENT_FORM_MAX_AGE"])
+    nonce = data.get("n") if isinstance(data, dict) else None
+    return nonce if isinstance(nonce, str) and len(nonce) <= 32 else None
+
+
+def form_token_age(token: str) -> float | None:
+    """Seconds since a valid form token was issued (the time trap: people take longer to write)."""
+    data = _load(FORM_SALT, token, current_app.config["COMMENT_FORM_MAX_AGE"])
+    issued = data.get("t") if isinstance(data, dict) else None
+    return max(0.0, time.time() - issued) if isinstance(issued, (int, float)) else None
+
+
 def new_author_token() -> tuple[str, str]:
     """(author key stored with the comment, signed token for the reader's browser)."""
     key = secrets.token_hex(16)
     return key, _serializer(AUTHOR_SALT).dumps(key)
+
+
+def author_token_for(key: str) -> str:
+    """The signed token for an author key, for a reader whose first answer was lost on the way."""
+    return _serializer(AUTHOR_SALT).dumps(key)
 
 
 def author_key_from(token: str | None) -> str | None:

@@ -75,17 +75,17 @@ def test_reader_comments_moderator_approves_comment_appears(live, browser):
     frame = widget(page)
     assert frame.get_by_role("heading", name="Leave a Reply").is_visible()
 
-    frame.get_by_label("Name").fill("Grace Hopper")
+    frame.get_by_role("textbox", name="Name").fill("Grace Hopper")
     frame.get_by_role("button", name="Post Comment").click()  # empty comment: the browser or we refuse
     frame.get_by_role("textbox", name="Comment").fill(f"What about parking near the ferry steps? {marker}")
-    frame.get_by_label("Email").fill("not-an-email")
+    frame.get_by_role("textbox", name="Email").fill("not-an-email")
     frame.locator("form").evaluate("form => form.noValidate = true")
     frame.get_by_role("button", name="Post Comment").click()
     frame.get_by_text("Please enter a valid email address").wait_for()
     assert frame.get_by_role("textbox", name="Comment").input_value().endswith(marker), "the reader's text was lost"
-    assert frame.get_by_label("Name").input_value() == "Grace Hopper"
+    assert frame.get_by_role("textbox", name="Name").input_value() == "Grace Hopper"
 
-    frame.get_by_label("Email").fill("grace@example.org")
+    frame.get_by_role("textbox", name="Email").fill("grace@example.org")
     frame.get_by_role("button", name="Post Comment").click()
     frame.get_by_text("Your comment is awaiting moderation.").wait_for()
     page.screenshot(path=os.path.join(SHOTS, "widget-after-posting.png"), full_page=True)

@@ -210,8 +210,8 @@ def test_site_rules_prints_json(runner, site):
 def test_site_rules_load_replaces_every_rule(app, runner, site, tmp_path):
     result = runner.invoke(args=["site-rules", site.key, "--load", write_json(tmp_path, NEW_RULES)])
     assert result.exit_code == 0, result.output
-    assert site_rules(app, site.key) == NEW_RULES
-    assert json.loads(runner.invoke(args=["site-rules", site.key]).output) == NEW_RULES
+    assert site_rules(app, site.key) == {**DEFAULT_RULES, **NEW_RULES}
+    assert json.loads(runner.invoke(args=["site-rules", site.key]).output) == {**DEFAULT_RULES, **NEW_RULES}
 
 
 def test_site_rules_load_fills_missing_keys_with_defaults(app, runner, site, tmp_path):
@@ -226,7 +226,7 @@ def test_site_rules_load_writes_audit_event(app, runner, site, tmp_path):
         event = db.session.scalar(sa.select(AuditEvent))
     assert event.action == "rules-changed"
     assert event.site_id == site.id
-    assert event.detail == {"before": site.rules, "after": NEW_RULES}
+    assert event.detail == {"before": site.rules, "after": {**DEFAULT_RULES, **NEW_RULES}}
 
 
 @pytest.mark.parametrize("document, named", [

@@ -19,10 +19,11 @@ def make_rules(**overrides):
 
 def test_defaults_filled_for_empty_document():
     assert rules.validate_rules({}) == rules.DEFAULT_RULES
-    assert set(rules.DEFAULT_RULES) == {
+    assert set(rules.DEFAULT_RULES) >= {
         "moderation_mode", "blocked_words", "held_words", "max_links",
         "flood_seconds", "max_length", "close_after_days", "allowed_origins",
     }
+    assert set(rules.CONTRACT_KEYS) < set(rules.DEFAULT_RULES)
 
 
 def test_missing_keys_take_defaults_and_result_is_fresh_and_json():
@@ -41,8 +42,8 @@ def test_valid_document_round_trips():
         "max_links": 0, "flood_seconds": 0, "max_length": 1, "close_after_days": 36500,
         "allowed_origins": ["https://example.com"],
     }
-    assert rules.validate_rules(doc) == doc
-    assert rules.validate_rules(rules.validate_rules(doc)) == doc
+    assert rules.validate_rules(doc) == {**rules.DEFAULT_RULES, **doc}
+    assert rules.validate_rules(rules.validate_rules(doc)) == {**rules.DEFAULT_RULES, **doc}
 
 
 @pytest.mark.parametrize(

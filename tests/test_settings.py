@@ -6,11 +6,10 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from .conftest import ARTICLE, ORIGIN, comment_fields, count
+from .conftest import ORIGIN, comment_fields, count
 from moderation import rules
 from moderation.extensions import db
 from moderation.models import Article, AuditEvent, AuthorTrust, Comment, Site
-from moderation.rules import Status
 
 
 @pytest.fixture

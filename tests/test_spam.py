@@ -6,7 +6,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from .conftest import ARTICLE, ORIGIN, comment_fields, count
+from .conftest import ORIGIN, comment_fields
 from .test_embed import form_data, post, textarea, widget
 from moderation import tokens
 from moderation.extensions import db

@@ -19,6 +19,11 @@ def get_engine():
     return current_app.extensions['migrate'].db.engine
 
 
+def not_search_index(obj, name, type_, reflected, compare_to):
+    """The full-text search tables are kept by moderation/search.py, outside the models."""
+    return not (type_ == "table" and reflected and name.startswith(("comments_fts", "comment_search")))
+
+
 def get_engine_url():
     return get_engine().url.render_as_string(hide_password=False).replace('%', '%%')
 
@@ -82,6 +87,7 @@ def run_migrations_online():
                 logger.info('No changes in schema detected.')
 
     conf_args = current_app.extensions['migrate'].configure_args
+    conf_args.setdefault("include_object", not_search_index)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
