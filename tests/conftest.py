@@ -12,6 +12,7 @@ from moderation import create_app, rules
 from moderation.extensions import db
 from moderation.models import Role, Site, User
 
+CHROMIUM = "/usr/bin/chromium"
 ORIGIN = "https://news.example.org"
 ARTICLE = ORIGIN + "/2026/11/riverside-park.html"
 PASSWORD = "correct horse battery"
@@ -133,3 +134,19 @@ def post_comment(client):
 
 def count(model) -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Debian Chromium for every browser test; third-party cookies blocked, as the
+    contract asks the widget to cope with."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--test-third-party-cookie-phaseout"])
+        yield browser
+        browser.close()

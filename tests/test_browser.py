@@ -15,7 +15,6 @@ from moderation.extensions import db
 from .conftest import empty_database
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "screenshots")
 
 
@@ -43,20 +42,6 @@ def live(database_url):
     with app.app_context():
         db.session.remove()
         empty_database()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--test-third-party-cookie-phaseout"])
-        yield browser
-        browser.close()
 
 
 def widget(page):

@@ -9,7 +9,8 @@ from moderation.extensions import db
 from moderation.models import Comment
 from moderation.rules import Status
 
-from .test_browser import CHROMIUM, browser, live, widget  # noqa: F401  (fixtures)
+from .conftest import CHROMIUM
+from .test_browser import live, widget  # noqa: F401  (live is a fixture)
 from .test_embed import form_data, post
 from .test_embed import widget as widget_page
 
@@ -67,7 +68,7 @@ def test_public_page_has_no_receipt_and_the_checkbox_is_unticked(client, site):
 
 
 @pytest.fixture
-def storage_browser(browser, tmp_path):  # noqa: F811
+def storage_browser(browser, tmp_path):
     """Chromium as most readers run it: a regular profile (not incognito), so the widget's frame
     may keep things in its (partitioned) storage."""
     profile = tmp_path / "profile" / "Default"
@@ -82,7 +83,7 @@ def storage_browser(browser, tmp_path):  # noqa: F811
 
 
 @pytest.mark.browser
-def test_with_third_party_storage_blocked_the_box_is_hidden_and_the_form_works(live, browser):  # noqa: F811
+def test_with_third_party_storage_blocked_the_box_is_hidden_and_the_form_works(live, browser):  # noqa: F811 (live is a fixture)
     page = browser.new_context().new_page()
     page.goto(live["article"])
     frame = widget(page)
@@ -95,7 +96,7 @@ def test_with_third_party_storage_blocked_the_box_is_hidden_and_the_form_works(l
 
 
 @pytest.mark.browser
-def test_saved_details_and_pending_comment_come_back_in_the_same_browser_only(live, browser, storage_browser):  # noqa: F811
+def test_saved_details_and_pending_comment_come_back_in_the_same_browser_only(live, browser, storage_browser):  # noqa: F811 (live is a fixture)
     context = storage_browser
     # Routing turns off Chromium's HTTP cache: each visit gets a fresh form (and a fresh form token).
     context.route("**/embed/**", lambda route: route.continue_())

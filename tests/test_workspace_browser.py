@@ -15,7 +15,7 @@ from moderation.models import Claim, Comment, Role, Site, User
 from moderation.rules import Status
 
 from .conftest import empty_database
-from .test_browser import SHOTS, browser, free_port, widget  # noqa: F401 (fixtures)
+from .test_browser import SHOTS, free_port, widget
 
 pytestmark = pytest.mark.browser
 AXE = Path(__file__).resolve().parent.parent / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"

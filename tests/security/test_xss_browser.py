@@ -23,7 +23,6 @@ from .gunicorn_run import local_session
 from .support import TOKEN
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
 PER_ARTICLE = 20
 ESCAPE = re.compile(r"\\(n|t|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})")
 
@@ -151,20 +150,6 @@ def approve_all(app):
         db.session.commit()
         return db.session.scalar(sa.select(sa.func.count()).select_from(Comment).where(
             Comment.status == Status.APPROVED))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run"])
-        yield browser
-        browser.close()
 
 
 def trapped_page(browser):
