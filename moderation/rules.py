@@ -33,7 +33,7 @@ DEFAULT_RULES = {
     "moderation_mode": "pre", "blocked_words": [], "held_words": [], "max_links": 2, "flood_seconds": 15,
     "max_length": BODY_CAP, "close_after_days": 0, "allowed_origins": [],
     "blocked_words_action": "reject", "held_words_action": "hold", "blocked_emails": [], "blocked_email_domains": [],
-    "blocked_ips": [], "min_length": 0, "max_depth": 5, "min_fill_seconds": 0, "ip_retention_days": 30,
+    "blocked_ips": [], "min_length": 0, "max_depth": 5, "min_fill_seconds": 3, "ip_retention_days": 30,
     "report_threshold": 3,  # reader reports that hide a published comment until a moderator decides
 }  # fmt: skip
 _RANGES = {
@@ -256,26 +256,30 @@ def decide(draft: Draft, rules: dict, facts: Facts) -> Decision:
         reasons.append(f"held: contains {draft.links} {noun} (limit {rules['max_links']})")
     if facts.honeypot_filled:
         reasons.append("held: the hidden field 'Leave this empty' was filled in (people never see it)")
-    # The time trap is off by default: the contract publishes at once in "post" mode, however fast the form.
-    if facts.seconds_to_fill is not None and facts.seconds_to_fill < rules["min_fill_seconds"]:
-        reasons.append(f"held: filled too fast ({facts.seconds_to_fill:.1f} s after the form was shown)")
+    mode, known = rules["moderation_mode"], facts.known_author or facts.author_trusted is True
+    # A form sent back faster than people write holds the comment, except in "post" mode, which publishes at once
+    # whatever happens: there the reason is only noted, for the moderators who look at what was published.
+    too_fast = facts.seconds_to_fill is not None and facts.seconds_to_fill < rules["min_fill_seconds"]
+    fast = f"filled too fast ({facts.seconds_to_fill:.1f} s)" if too_fast else ""
+    if too_fast and mode != "post":
+        reasons.append(f"held: {fast}")
     if facts.repeated_on_articles >= REPEAT_ARTICLES:
         reasons.append(f"held: repeated on {facts.repeated_on_articles} articles within a day")
     if facts.author_trusted is False:
         reasons.append("held: author marked untrusted by a moderator")
-    mode, known = rules["moderation_mode"], facts.known_author or facts.author_trusted is True
     if mode == "pre":
         reasons.append("held: pre-moderation (every comment waits for a moderator)")
     elif mode == "known_authors" and not known:
         reasons.append("held: new author (no earlier approved comment)")
+    noted = [f"noted: {fast}"] if too_fast and mode == "post" else []
     if found[Status.FLAGGED]:
-        return Decision(Status.FLAGGED, tuple(found[Status.FLAGGED] + reasons))
+        return Decision(Status.FLAGGED, tuple(found[Status.FLAGGED] + reasons + noted))
     if reasons:
-        return Decision(Status.PENDING, tuple(reasons))
+        return Decision(Status.PENDING, tuple(reasons + noted))
     if mode == "known_authors":
         return Decision(Status.APPROVED, ("approved: trusted author" if facts.author_trusted and not facts.known_author
                                           else "approved: known author",))
-    return Decision(Status.APPROVED, ("approved: post-moderation",))
+    return Decision(Status.APPROVED, ("approved: post-moderation", *noted))
 
 
 def _blocked_sender(draft: Draft, rules: dict) -> list[str]:
