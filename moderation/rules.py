@@ -197,6 +197,9 @@ class Facts:
     repeated_on_articles: int = 1  # articles with this same text within a day, this one included
     author_trusted: bool | None = None  # marked by a moderator: True trusted, False untrusted, None not marked
     banned_until: str | None = None  # "2026-12-06 19:00 UTC" while a moderator's ban covers this email or IP
+    # The email was proved by its owner on this site (a confirmation link) and may be mailed a "Publish my comment"
+    # link; never a reason to publish by itself, as anyone can type an address.
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,8 @@ class Decision:
 
     status: Status
     reasons: tuple[str, ...]
+    # Held only for a new browser of a verified email: mail that address a link that publishes the comment.
+    publish_by_email_link: bool = False
 
 
 def refuse(draft: Draft, rules: dict, facts: Facts) -> Refusal | None:
@@ -270,6 +275,9 @@ def decide(draft: Draft, rules: dict, facts: Facts) -> Decision:
     if mode == "pre":
         reasons.append("held: pre-moderation (every comment waits for a moderator)")
     elif mode == "known_authors" and not known:
+        if facts.email_verified and not reasons and not found[Status.FLAGGED]:
+            reasons.append("held: new author on this browser, with a verified email: a 'Publish my comment' link was emailed")
+            return Decision(Status.PENDING, tuple(reasons), publish_by_email_link=True)
         reasons.append("held: new author (no earlier approved comment)")
     noted = [f"noted: {fast}"] if too_fast and mode == "post" else []
     if found[Status.FLAGGED]:

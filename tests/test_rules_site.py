@@ -170,6 +170,31 @@ def test_untrusted_known_author_is_held():
     assert decision == rules.Decision(Status.PENDING, ("held: author marked untrusted by a moderator",))
 
 
+LINK_SENT = "held: new author on this browser, with a verified email: a 'Publish my comment' link was emailed"
+
+
+def test_verified_email_without_a_token_waits_for_a_publish_link():
+    decision = decide(facts=Facts(email_verified=True), moderation_mode="known_authors")
+    assert decision == rules.Decision(Status.PENDING, (LINK_SENT,), publish_by_email_link=True)
+    assert rules.rule_of(LINK_SENT) == "moderation_mode"
+
+
+@pytest.mark.parametrize("facts, changes, reasons", [
+    (Facts(email_verified=True), {"moderation_mode": "pre"},
+     ("held: pre-moderation (every comment waits for a moderator)",)),
+    (Facts(email_verified=True, known_author=True), {"moderation_mode": "known_authors"}, ("approved: known author",)),
+    (Facts(email_verified=True), {"moderation_mode": "known_authors", "links": 5},
+     ("held: contains 5 links (limit 2)", "held: new author (no earlier approved comment)")),
+    (Facts(email_verified=True, seconds_to_fill=0.5), {"moderation_mode": "known_authors"},
+     ("held: filled too fast (0.5 s)", "held: new author (no earlier approved comment)")),
+    (Facts(email_verified=False), {"moderation_mode": "known_authors"},
+     ("held: new author (no earlier approved comment)",)),
+])
+def test_publish_link_only_when_a_new_browser_is_the_only_reason_to_wait(facts, changes, reasons):
+    decision = decide(facts=facts, **changes)
+    assert decision.reasons == reasons and not decision.publish_by_email_link
+
+
 # --- which rule a reason names ------------------------------------------------
 
 
