@@ -11,7 +11,7 @@ from wtforms.validators import InputRequired, NumberRange
 from . import comments, notifications, tokens
 from .comments import Conflict
 from .extensions import csrf, db
-from .models import Comment, Site, User, utcnow
+from .models import Comment, Site, User, VerifiedEmail, utcnow
 from .notifications import NotificationSetting
 
 bp = Blueprint("mail", __name__, url_prefix="/mail")
@@ -68,8 +68,8 @@ def verify_email(token: str):
         data = tokens.read_reader_link(tokens.VERIFY_EMAIL_SALT, token)
     except tokens.LinkError as error:
         return no_store(render_template("mail/message.html", title="Link not valid", message=str(error)), 400)
-    proof = notifications.email_proof(data.get("s"), str(data.get("e", "")))
-    if proof is None:  # erased since, or never sent
+    proof = db.session.get(VerifiedEmail, data["v"]) if isinstance(data.get("v"), int) else None
+    if proof is None:  # erased since
         return no_store(render_template("mail/message.html", title="Nothing to confirm", message=(
             "We hold nothing for this address on this site any more, so there is nothing to confirm.")), 404)
     form = ReaderConfirmForm()
@@ -91,11 +91,10 @@ def publish_comment(token: str):
     except tokens.LinkError as error:
         return no_store(render_template("mail/message.html", title="Link not valid", message=(
             f"{error} Your comment still waits for a moderator.")), 400)
-    comment = db.session.get(Comment, data.get("c")) if isinstance(data.get("c"), int) else None
-    email = str(data.get("e", ""))
-    proof = notifications.email_proof(comment.site_id, email) if comment else None
-    if (comment is None or comment.author_email.strip().lower() != email or proof is None
-            or proof.verified_at is None):
+    comment = db.session.get(Comment, data["c"]) if isinstance(data.get("c"), int) else None
+    proof = db.session.get(VerifiedEmail, data["v"]) if isinstance(data.get("v"), int) else None
+    if (comment is None or proof is None or proof.verified_at is None or comment.site_id != proof.site_id
+            or comment.author_email.strip().lower() != proof.email):
         return no_store(render_template("mail/message.html", title="Nothing to publish", message=(
             "This comment, or the confirmation of its email address, is no longer here, so nothing was published.")),
             404)

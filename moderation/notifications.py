@@ -195,7 +195,7 @@ def ask_to_verify_email(comment: Comment) -> None:
     if proof.verified_at or proof.mail_stopped or (proof.link_sent_at and proof.link_sent_at > now - max_age):
         return
     proof.link_sent_at = now
-    link = external("mail.verify_email", token=tokens.verify_email_link_token(comment.site_id, email))
+    link = external("mail.verify_email", token=tokens.verify_email_link_token(proof.id))
     site = comment.site
     enqueue_mail(email, f"Confirm your email address for comments on {site.name}",
                  f"Hello {one_line(comment.author_name)},\n\n"
@@ -216,7 +216,7 @@ def mail_publish_link(comment: Comment) -> None:
     """A comment from a new browser with a verified email: mail that address a link that publishes it."""
     proof = email_proof(comment.site_id, comment.author_email)
     max_days = max(current_app.config["MAIL_LINK_MAX_AGE"] // 86400, 1)
-    link = external("mail.publish_comment", token=tokens.publish_link_token(comment.id, comment.author_email))
+    link = external("mail.publish_comment", token=tokens.publish_link_token(comment.id, proof.id))
     site = comment.site
     enqueue_mail(proof.email, f"Publish your comment on {site.name}?",
                  f"Hello {one_line(comment.author_name)},\n\n"

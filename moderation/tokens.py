@@ -84,14 +84,15 @@ class LinkError(Exception):
     """A link from an email that cannot be used; str() tells the reader why, and that nothing changed."""
 
 
-def verify_email_link_token(site_id: int, email: str) -> str:
-    """For the one "confirm your email address" link: this address, on this site."""
-    return _serializer(VERIFY_EMAIL_SALT).dumps({"s": site_id, "e": email.lower()})
+def verify_email_link_token(proof_id: int) -> str:
+    """For the one "confirm your email address" link: the stored address on one site, by its id, so that the
+    link never carries the address itself."""
+    return _serializer(VERIFY_EMAIL_SALT).dumps({"v": proof_id})
 
 
-def publish_link_token(comment_id: int, email: str) -> str:
-    """For a "Publish my comment" link: this comment, by this (verified) address."""
-    return _serializer(PUBLISH_COMMENT_SALT).dumps({"c": comment_id, "e": email.lower()})
+def publish_link_token(comment_id: int, proof_id: int) -> str:
+    """For a "Publish my comment" link: this comment, by the verified address with this id."""
+    return _serializer(PUBLISH_COMMENT_SALT).dumps({"c": comment_id, "v": proof_id})
 
 
 def read_reader_link(salt: str, token: str) -> dict:

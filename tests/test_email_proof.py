@@ -1,6 +1,7 @@
 """Trust by email in "known_authors" mode: one confirmation link after a reader's first approved
 comment, then a "Publish my comment" link for a comment from a browser without their author token.
 Every link opens a page and acts only on POST; typing a verified address publishes nothing."""
+import base64
 import re
 from urllib.parse import urlsplit
 
@@ -37,9 +38,9 @@ def proof_of(app, site, email="ada@example.org") -> VerifiedEmail | None:
         return found
 
 
-def tokens_for(app, site_id, email) -> str:
+def verify_token(app, proof_id) -> str:
     with app.app_context():
-        return tokens.verify_email_link_token(site_id, email)
+        return tokens.verify_email_link_token(proof_id)
 
 
 def verified_reader(app, client, inbox, site, post_comment, email="ada@example.org") -> dict:
@@ -106,12 +107,24 @@ def test_tampered_or_expired_links_are_refused_with_a_clear_message(app, client,
     for bad in (link[:-3] + "abc", link[:40]):  # changed, or cut short
         answer = client.post(bad)
         assert answer.status_code == 400 and "cut short or changed on the way" in answer.get_data(as_text=True)
-    unknown = client.post(f"/mail/verify/{tokens_for(app, site.id, 'eve@example.net')}")
+    unknown = client.post(f"/mail/verify/{verify_token(app, proof_of(app, site).id + 1)}")  # signed, erased since
     assert unknown.status_code == 404 and "nothing to confirm" in unknown.get_data(as_text=True)
     app.config["MAIL_LINK_MAX_AGE"] = -1
     expired = client.post(link)
     assert expired.status_code == 400 and "This link has expired" in expired.get_data(as_text=True)
     assert proof_of(app, site).verified_at is None
+
+
+def test_links_never_carry_the_email_address(app, client, inbox, make_site, make_user, post_comment):
+    site = make_site(moderation_mode="known_authors")
+    make_user(sites=[site])
+    verified_reader(app, client, inbox, site, post_comment)
+    post_comment(site, body="Posted from my phone.")
+    drain(app)
+    link = link_in(mails_to(inbox)[0], "publish")
+    payload = link.rsplit("/", 1)[1].split(".")[0]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    assert b"ada" not in decoded.lower() and b"@" not in decoded
 
 
 def test_typed_verified_email_without_the_token_waits_for_the_link(app, client, inbox, make_site, make_user,
@@ -179,9 +192,11 @@ def test_tampered_or_expired_publish_links_are_refused(app, client, inbox, make_
     drain(app)
     link = link_in(mails_to(inbox)[0], "publish")
     version = load(app, Comment, comment_id).version
+    eve = post_comment(site, email="eve@example.net", body="Eve's own comment.")
     with app.app_context():
-        other = f"/mail/publish/{tokens.publish_link_token(comment_id, 'eve@example.net')}"
-    assert client.post(other, data={"version": version}).status_code == 404  # signed, but not for this author
+        other = f"/mail/publish/{tokens.publish_link_token(eve['id'], proof_of(app, site).id)}"
+    assert client.post(other, data={"version": 1}).status_code == 404  # signed, but not this address's comment
+    assert load(app, Comment, eve["id"]).status == Status.PENDING
     tampered = client.post(link[:-3] + "abc", data={"version": version})
     assert tampered.status_code == 400 and "not valid" in tampered.get_data(as_text=True)
     app.config["MAIL_LINK_MAX_AGE"] = -1
