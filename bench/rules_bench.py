@@ -92,7 +92,8 @@ def main():
                 times[n].append(per_decision(draft, rule_sets[n], facts))
         for n in SIZES:
             decision = decisions[n]
-            print(f"    {n:>5,} + {n:>5,} words: median {statistics.median(times[n]):6.3f} ms, best {min(times[n]):6.3f} ms"
+            median, best = statistics.median(times[n]), min(times[n])
+            print(f"    {n:>5,} + {n:>5,} words: median {median:6.3f} ms, best {best:6.3f} ms"
                   f" per decision (first call, compiling: {first[n]:7.2f} ms) -> {decision.status}, "
                   f"{len(decision.reasons)} reason(s): {decision.reasons[0]}")
         ratio = statistics.median(times[SIZES[0]]) / statistics.median(times[SIZES[-1]])

@@ -270,7 +270,8 @@ def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
         article_age_days=(utcnow() - existing.created_at).total_seconds() / 86400 if existing else None,
         article_closed=existing.closed if existing else False,
         banned_until=banned_until(site, submission.email, submission.ip),
-        email_verified=site_rules["moderation_mode"] == "known_authors" and may_mail_publish_link(site, submission.email),
+        email_verified=(site_rules["moderation_mode"] == "known_authors"
+                        and may_mail_publish_link(site, submission.email)),
     )
     refusal = rules.refuse(draft, site.rules, facts)
     if refusal:
@@ -380,7 +381,9 @@ def publish_by_email(comment: Comment, seen_version: int) -> Comment:
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         db.session.refresh(comment)
-        raise Conflict(f"Your comment is already {comment.status.value}; nothing was changed.")
+        raise Conflict(f"Your comment is already {comment.status.value}; nothing was changed."
+                       if comment.status != Status.PENDING else
+                       "Your comment changed since the page was shown; nothing was published. Open the link again.")
     db.session.add(AuditEvent(site_id=comment.site_id, comment_id=comment.id, actor="author", action="approve",
                               from_status=Status.PENDING, to_status=Status.APPROVED,
                               detail={"reason": EMAIL_CONFIRMED}, created_at=now))

@@ -25,6 +25,7 @@ MODES = ("pre", "known_authors", "post")
 ACTIONS = ("reject", "hold", "flag")  # what a word list's match does to a comment
 BODY_CAP = 10_000
 REPEAT_ARTICLES = 3  # the same text on this many articles within a day is held
+PUBLISH_LINK_SENT = "held: new author on this browser, with a verified email: a 'Publish my comment' link was emailed"
 CONTRACT_KEYS = (
     "moderation_mode", "blocked_words", "held_words", "max_links", "flood_seconds", "max_length", "close_after_days",
     "allowed_origins",
@@ -276,7 +277,7 @@ def decide(draft: Draft, rules: dict, facts: Facts) -> Decision:
         reasons.append("held: pre-moderation (every comment waits for a moderator)")
     elif mode == "known_authors" and not known:
         if facts.email_verified and not reasons and not found[Status.FLAGGED]:
-            reasons.append("held: new author on this browser, with a verified email: a 'Publish my comment' link was emailed")
+            reasons.append(PUBLISH_LINK_SENT)
             return Decision(Status.PENDING, tuple(reasons), publish_by_email_link=True)
         reasons.append("held: new author (no earlier approved comment)")
     noted = [f"noted: {fast}"] if too_fast and mode == "post" else []
@@ -343,7 +344,7 @@ def rule_of(reason: str) -> str | None:
     return found
 
 
-def _word_reasons(verdict: str, kind: str, n: int, hits: list[tuple[str, list[tuple[tuple[int, str], str]]]]) -> list[str]:
+def _word_reasons(verdict: str, kind: str, n: int, hits: list[tuple[str, list[tuple["Tag", str]]]]) -> list[str]:
     """One reason per entry of word list n found in each of the draft's fields; capped so spam cannot flood the list."""
     reasons = []
     for field, found in hits:
@@ -463,7 +464,7 @@ class _Words:
         return f" {self.norm} "
 
     def phrase_span(self, key: tuple[str, ...]) -> tuple[int, int]:
-        """Where a phrase key found by _scan first occurs in the normalised text (words are one or more spaces apart)."""
+        """Where a phrase key that _scan found first occurs in the normalised text (words one or more spaces apart)."""
         star = key[-1] == "*"
         words = " +".join(map(re.escape, key[:-1] if star else key))
         match = re.search(f" ({words}{'[^ ]*' if star else ''}) ", self.padded)  # re caches the compiled pattern
