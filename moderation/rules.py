@@ -242,7 +242,8 @@ def refuse(draft: Draft, rules: dict, facts: Facts) -> Refusal | None:
 
 def decide(draft: Draft, rules: dict, facts: Facts) -> Decision:
     """REJECTED on a blocked sender or a rejecting word list; FLAGGED on a flagging one; else PENDING with
-    every hold reason; else APPROVED."""
+    every hold reason (and a "Publish my comment" link to ask for, when a verified email on a new browser is the
+    only one); else APPROVED."""
     rules = with_defaults(rules)
     if facts.banned_until:
         return Decision(Status.REJECTED, (f"rejected: banned until {facts.banned_until}",))
@@ -276,9 +277,8 @@ def decide(draft: Draft, rules: dict, facts: Facts) -> Decision:
     if mode == "pre":
         reasons.append("held: pre-moderation (every comment waits for a moderator)")
     elif mode == "known_authors" and not known:
-        if facts.email_verified and not reasons and not found[Status.FLAGGED]:
-            reasons.append(PUBLISH_LINK_SENT)
-            return Decision(Status.PENDING, tuple(reasons), publish_by_email_link=True)
+        if facts.email_verified and not reasons and not found[Status.FLAGGED]:  # nothing else to wait for
+            return Decision(Status.PENDING, (PUBLISH_LINK_SENT,), publish_by_email_link=True)
         reasons.append("held: new author (no earlier approved comment)")
     noted = [f"noted: {fast}"] if too_fast and mode == "post" else []
     if found[Status.FLAGGED]:
