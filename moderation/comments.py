@@ -12,12 +12,13 @@ from sqlalchemy.orm import aliased
 
 from . import notifications, rules, sanitize, tokens, webhooks
 from .extensions import db
-from .models import Article, AuditEvent, AuthorTrust, Ban, Comment, Site, User, utcnow
+from .models import Article, AuditEvent, AuthorTrust, Ban, Comment, Site, User, VerifiedEmail, utcnow
 from .rules import Status
 
 ACTIONS = {"approve": Status.APPROVED, "reject": Status.REJECTED, "flag": Status.FLAGGED}
 RESERVED_NAMES = ("admin", "administrator", "moderator", "webmaster", "staff")
 DUPLICATE = "Duplicate comment detected; it looks as though you've already said that!"
+PUBLISH_LINKS_PER_HOUR = 3  # "Publish my comment" emails to one address and site, against mail bombing by typing it
 
 
 class Refused(Exception):
@@ -227,6 +228,22 @@ def is_reserved_name(site: Site, name: str) -> bool:
     return bool(rules.find_words(name, [*RESERVED_NAMES, site.name]))
 
 
+def may_mail_publish_link(site: Site, email: str) -> bool:
+    """Whether this email was proved by its owner on this site (a confirmation link) and may be mailed a
+    "Publish my comment" link now: its owner did not unsubscribe, and not too many links went out this hour."""
+    email = email.strip().lower()
+    proved = db.session.scalar(sa.select(sa.exists().where(
+        VerifiedEmail.site_id == site.id, VerifiedEmail.email == email, VerifiedEmail.verified_at.is_not(None),
+        VerifiedEmail.mail_stopped.is_(False))))
+    if not proved:
+        return False
+    sent = db.session.scalar(sa.select(sa.func.count()).where(
+        notifications.OutboxMessage.site_id == site.id, notifications.OutboxMessage.recipient == email,
+        notifications.OutboxMessage.dedupe_key.startswith("publish:"),
+        notifications.OutboxMessage.created_at >= utcnow() - timedelta(hours=1)))
+    return sent < PUBLISH_LINKS_PER_HOUR
+
+
 def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
     """Take a reader's comment: refuse it, or store it with the rules' decision and reasons.
     Returns the comment and the author token for the reader's browser."""
@@ -253,6 +270,8 @@ def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
         article_age_days=(utcnow() - existing.created_at).total_seconds() / 86400 if existing else None,
         article_closed=existing.closed if existing else False,
         banned_until=banned_until(site, submission.email, submission.ip),
+        email_verified=(site_rules["moderation_mode"] == "known_authors"
+                        and may_mail_publish_link(site, submission.email)),
     )
     refusal = rules.refuse(draft, site.rules, facts)
     if refusal:
@@ -279,7 +298,7 @@ def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
     db.session.flush()
     if comment.status == Status.APPROVED:
         bump_thread(article.id)
-    notifications.comment_held(comment)
+    notifications.comment_submitted(comment, decision.publish_by_email_link)
     webhooks.enqueue(comment, "comment.created")
     return comment, author_token
 
@@ -345,3 +364,31 @@ def ago(moment: datetime) -> str:
     if seconds < 86400:
         return f"{seconds // 3600} hour{'s' if seconds >= 7200 else ''} ago"
     return f"{seconds // 86400} day{'s' if seconds >= 172800 else ''} ago"
+
+
+EMAIL_CONFIRMED = "approved: author confirmed by email"
+
+
+def publish_by_email(comment: Comment, seen_version: int) -> Comment:
+    """The author opened the "Publish my comment" link mailed to their verified address and confirmed: owning the
+    mailbox proves who they are, so the comment is published, if it is still waiting as they saw it."""
+    now = utcnow()
+    result = db.session.execute(
+        sa.update(Comment)
+        .where(Comment.id == comment.id, Comment.version == seen_version, Comment.status == Status.PENDING)
+        .values(status=Status.APPROVED, version=Comment.version + 1, decided_at=now, decided_by_id=None,
+                reasons=[*comment.reasons, EMAIL_CONFIRMED])
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        db.session.refresh(comment)
+        raise Conflict(f"Your comment is already {comment.status.value}; nothing was changed."
+                       if comment.status != Status.PENDING else
+                       "Your comment changed since the page was shown; nothing was published. Open the link again.")
+    db.session.add(AuditEvent(site_id=comment.site_id, comment_id=comment.id, actor="author", action="approve",
+                              from_status=Status.PENDING, to_status=Status.APPROVED,
+                              detail={"reason": EMAIL_CONFIRMED}, created_at=now))
+    bump_thread(comment.article_id)
+    db.session.refresh(comment)
+    notifications.comment_approved(comment)
+    webhooks.enqueue(comment, "comment.approved")
+    return comment

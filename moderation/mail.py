@@ -1,5 +1,6 @@
-"""Pages behind the links in emails: confirm an approve / reject (acting on POST only), and
-unsubscribe (one click, RFC 8058). Both are authorised by a signed token, not a session."""
+"""Pages behind the links in emails: confirm an approve / reject (acting on POST only), a reader's
+"confirm my email address" and "Publish my comment" (on POST only too: mail scanners open links),
+and unsubscribe (one click, RFC 8058). All are authorised by a signed token, not a session."""
 import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -7,10 +8,10 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, RadioField
 from wtforms.validators import InputRequired, NumberRange
 
-from . import comments, notifications
+from . import comments, notifications, tokens
 from .comments import Conflict
 from .extensions import csrf, db
-from .models import Site, User
+from .models import Comment, Site, User, VerifiedEmail, utcnow
 from .notifications import NotificationSetting
 
 bp = Blueprint("mail", __name__, url_prefix="/mail")
@@ -54,6 +55,61 @@ def confirm(token: str):
                                         message=f"The comment by {comment.author_name} is {comment.status.value}."))
     form.version.data = comment.version
     return no_store(render_template("mail/confirm.html", comment=comment, action=action, form=form))
+
+
+class ReaderConfirmForm(FlaskForm):
+    """The reader's confirmation: a button, with the CSRF token of the page they saw."""
+
+
+@bp.route("/verify/<token>", methods=["GET", "POST"])
+def verify_email(token: str):
+    """The one link sent after a reader's first approved comment: confirming proves the address is theirs."""
+    try:
+        data = tokens.read_reader_link(tokens.VERIFY_EMAIL_SALT, token)
+    except tokens.LinkError as error:
+        return no_store(render_template("mail/message.html", title="Link not valid", message=str(error)), 400)
+    proof = db.session.get(VerifiedEmail, data["v"]) if isinstance(data.get("v"), int) else None
+    if proof is None:  # erased since
+        return no_store(render_template("mail/message.html", title="Nothing to confirm", message=(
+            "We hold nothing for this address on this site any more, so there is nothing to confirm.")), 404)
+    form = ReaderConfirmForm()
+    if form.validate_on_submit():
+        if proof.verified_at is None:
+            proof.verified_at = utcnow()
+        db.session.commit()
+        return no_store(render_template("mail/message.html", title="Email address confirmed", message=(
+            f"Thank you: {proof.email} is confirmed for comments on {proof.site.name}. When you comment there from "
+            "another browser or device, we email you a link that publishes your comment with one click.")))
+    return no_store(render_template("mail/verify_email.html", proof=proof, form=form))
+
+
+@bp.route("/publish/<token>", methods=["GET", "POST"])
+def publish_comment(token: str):
+    """A "Publish my comment" link, mailed to a verified address for a comment from a new browser."""
+    try:
+        data = tokens.read_reader_link(tokens.PUBLISH_COMMENT_SALT, token)
+    except tokens.LinkError as error:
+        return no_store(render_template("mail/message.html", title="Link not valid", message=(
+            f"{error} Your comment still waits for a moderator.")), 400)
+    comment = db.session.get(Comment, data["c"]) if isinstance(data.get("c"), int) else None
+    proof = db.session.get(VerifiedEmail, data["v"]) if isinstance(data.get("v"), int) else None
+    if (comment is None or proof is None or proof.verified_at is None or comment.site_id != proof.site_id
+            or comment.author_email.strip().lower() != proof.email):
+        return no_store(render_template("mail/message.html", title="Nothing to publish", message=(
+            "This comment, or the confirmation of its email address, is no longer here, so nothing was published.")),
+            404)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            comments.publish_by_email(comment, form.version.data)
+            db.session.commit()
+        except Conflict as conflict:
+            db.session.rollback()
+            return no_store(render_template("mail/message.html", title="Nothing changed", message=str(conflict)), 409)
+        author_token = tokens.author_token_for(comment.author_key) if comment.author_key else ""
+        return no_store(render_template("mail/published.html", comment=comment, author_token=author_token))
+    form.version.data = comment.version
+    return no_store(render_template("mail/publish_comment.html", comment=comment, form=form))
 
 
 @bp.get("/unsubscribe/<token>")

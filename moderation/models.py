@@ -260,3 +260,22 @@ class LoginThrottle(db.Model):
     key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
     failures: Mapped[int] = mapped_column(default=0)
     blocked_until: Mapped[datetime | None]
+
+
+class VerifiedEmail(db.Model):
+    """A reader's email address on one site, once it was sent its one confirmation link (after a comment of theirs
+    was approved), and whether its owner confirmed it: proof of identity that typing the address cannot fake."""
+
+    __tablename__ = "verified_emails"
+    __table_args__ = (sa.UniqueConstraint("site_id", "email"), sa.Index("ix_verified_emails_email", "email"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(sa.String(254))  # in lower case
+    link_sent_at: Mapped[datetime | None]  # when the confirmation link was queued
+    verified_at: Mapped[datetime | None]  # when its owner confirmed it; None: not (yet) proved
+    # Its owner unsubscribed: no more links are mailed to it, and comments from a new browser wait for a moderator.
+    mail_stopped: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    site: Mapped[Site] = relationship()

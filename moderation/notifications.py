@@ -11,11 +11,13 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import tokens
 from .extensions import db
-from .models import Comment, User, utcnow
-from .rules import Status
+from .models import Comment, User, VerifiedEmail, utcnow
+from .rules import Status, with_defaults
 
 
 class OutboxMessage(db.Model):
@@ -151,6 +153,81 @@ def comment_approved(comment: Comment) -> None:
                      f"comment on {comment.article.title or comment.article.url}:\n\n{comment.body}\n\n{link}\n",
                      external("mail.unsubscribe", token=unsubscribe_token(c=parent.id)),
                      f"reply:{comment.id}:{parent.id}", comment.site_id)
+    ask_to_verify_email(comment)
+
+
+def comment_submitted(comment: Comment, publish_link: bool) -> None:
+    """A new comment: tell the moderators if it waits; mail its author the "Publish my comment" link the rules
+    asked for, or, if it was published at once as a known author's, the confirmation of their email address."""
+    comment_held(comment)
+    if publish_link:
+        mail_publish_link(comment)
+    elif comment.status == Status.APPROVED:
+        ask_to_verify_email(comment)
+
+
+def quoted(text: str) -> str:
+    """A reader's text in a plain-text email, each line behind "> ", so it never reads as our own words or links."""
+    return "\n".join("> " + line for line in text.splitlines() or [""])
+
+
+def email_proof(site_id: int, email: str) -> VerifiedEmail | None:
+    return db.session.scalar(sa.select(VerifiedEmail).where(VerifiedEmail.site_id == site_id,
+                                                            VerifiedEmail.email == email.strip().lower()))
+
+
+def ask_to_verify_email(comment: Comment) -> None:
+    """After an approved comment on a site in "known_authors" mode: mail its author, once, a link to confirm their
+    address, so that trust can follow them to another browser. Another link only once the first has expired."""
+    email = comment.author_email.strip().lower()
+    if not email or with_defaults(comment.site.rules)["moderation_mode"] != "known_authors":
+        return
+    now = utcnow()
+    proof = email_proof(comment.site_id, email)
+    if proof is None:
+        try:
+            with db.session.begin_nested():
+                proof = VerifiedEmail(site_id=comment.site_id, email=email)
+                db.session.add(proof)
+        except IntegrityError:  # another approval got there a moment ago
+            proof = email_proof(comment.site_id, email)
+    max_age = timedelta(seconds=current_app.config["MAIL_LINK_MAX_AGE"])
+    if proof.verified_at or proof.mail_stopped or (proof.link_sent_at and proof.link_sent_at > now - max_age):
+        return
+    proof.link_sent_at = now
+    link = external("mail.verify_email", token=tokens.verify_email_link_token(proof.id))
+    site = comment.site
+    enqueue_mail(email, f"Confirm your email address for comments on {site.name}",
+                 f"Hello {one_line(comment.author_name)},\n\n"
+                 f"your comment on {one_line(comment.article.title or comment.article.url)} ({one_line(site.name)}) "
+                 "is published.\n\n"
+                 f"Please confirm that this email address is yours:\n{link}\n"
+                 "(The link opens a page where you confirm. It works for "
+                 f"{max(max_age.days, 1)} day(s).)\n\n"
+                 f"Then, when you comment on {one_line(site.name)} from another browser or device, we email you a "
+                 "one-click link that publishes your comment, instead of it waiting for a moderator. Typing your "
+                 "name and email address is never enough on its own: anyone could type them.\n\n"
+                 "If you did not write this comment, ignore this email: nothing happens without your confirmation.\n",
+                 external("mail.unsubscribe", token=unsubscribe_token(v=proof.id)),
+                 f"verify:{proof.id}:{now.isoformat()}", comment.site_id)
+
+
+def mail_publish_link(comment: Comment) -> None:
+    """A comment from a new browser with a verified email: mail that address a link that publishes it."""
+    proof = email_proof(comment.site_id, comment.author_email)
+    max_days = max(current_app.config["MAIL_LINK_MAX_AGE"] // 86400, 1)
+    link = external("mail.publish_comment", token=tokens.publish_link_token(comment.id, proof.id))
+    site = comment.site
+    enqueue_mail(proof.email, f"Publish your comment on {site.name}?",
+                 f"Hello {one_line(comment.author_name)},\n\n"
+                 f"a comment was posted on {one_line(comment.article.title or comment.article.url)} "
+                 f"({one_line(site.name)}) with this email address, from a browser we do not know yet.\n\n"
+                 f"If you wrote it, publish it:\n{link}\n"
+                 f"(The link opens a page where you confirm. It works for {max_days} day(s).)\n\n"
+                 "If you did not write it, ignore this email: the comment waits for a moderator.\n\n"
+                 f"The comment:\n\n{quoted(comment.body)}\n",
+                 external("mail.unsubscribe", token=unsubscribe_token(v=proof.id)),
+                 f"publish:{comment.id}", comment.site_id)
 
 
 def queue_digests(now: datetime) -> int:
@@ -186,6 +263,13 @@ def unsubscribe(data: dict) -> str:
             Comment.site_id == comment.site_id, sa.func.lower(Comment.author_email) == comment.author_email.lower())
             .values(notify=False).execution_options(synchronize_session=False))
         return f"You will get no more emails about your comments on {comment.site.name}."
+    if "v" in data:
+        proof = db.session.get(VerifiedEmail, data["v"])
+        if proof is None:
+            return "There was nothing left to unsubscribe from."
+        proof.mail_stopped = True
+        return (f"You will get no more emails from {proof.site.name} asking you to "
+                "confirm your address or publish a comment. Comments you post from a new browser wait for a moderator.")
     setting = db.session.get(NotificationSetting, (data.get("u"), data.get("s")))
     if setting is not None:
         setting.mode = "off"

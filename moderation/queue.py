@@ -19,6 +19,7 @@ REASONS = {
     "links": ("Links", ("link",)),
     "flood": ("Flood", ("flood", "too quickly")),
     "new": ("New author", ("new author",)),
+    "fast": ("Filled too fast", ("filled too fast",)),
     "reported": ("Reported", ()),
 }
 CLAIM_SECONDS = 120

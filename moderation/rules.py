@@ -7,8 +7,8 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property, lru_cache
-from itertools import accumulate, compress, islice
-from operator import itemgetter
+from itertools import accumulate, compress, count, islice
+from operator import add, itemgetter
 from urllib.parse import urlsplit
 
 
@@ -25,6 +25,7 @@ MODES = ("pre", "known_authors", "post")
 ACTIONS = ("reject", "hold", "flag")  # what a word list's match does to a comment
 BODY_CAP = 10_000
 REPEAT_ARTICLES = 3  # the same text on this many articles within a day is held
+PUBLISH_LINK_SENT = "held: new author on this browser, with a verified email: a 'Publish my comment' link was emailed"
 CONTRACT_KEYS = (
     "moderation_mode", "blocked_words", "held_words", "max_links", "flood_seconds", "max_length", "close_after_days",
     "allowed_origins",
@@ -33,7 +34,7 @@ DEFAULT_RULES = {
     "moderation_mode": "pre", "blocked_words": [], "held_words": [], "max_links": 2, "flood_seconds": 15,
     "max_length": BODY_CAP, "close_after_days": 0, "allowed_origins": [],
     "blocked_words_action": "reject", "held_words_action": "hold", "blocked_emails": [], "blocked_email_domains": [],
-    "blocked_ips": [], "min_length": 0, "max_depth": 5, "min_fill_seconds": 0, "ip_retention_days": 30,
+    "blocked_ips": [], "min_length": 0, "max_depth": 5, "min_fill_seconds": 3, "ip_retention_days": 30,
     "report_threshold": 3,  # reader reports that hide a published comment until a moderator decides
 }  # fmt: skip
 _RANGES = {
@@ -46,7 +47,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*\.?|[0-9a-f:.]*:[0-9a-f:.]*")
 _CHUNK = 256
 _FIELDS = ("text", "name", "email", "website")  # every place a spammer can put words
-_WORD = re.compile(r"[^\W_]+")  # letters and digits; the underscore splits words like any punctuation
 _LOOKALIKES = str.maketrans(
     "аеорсухіјѕһԁӏԛԝкАВЕКМНОРСТУХІЈЅ" "αεικνορτυχϲϳΑΒΕΖΗΙΚΜΝΟΡΤΥΧ" "ıɑɡօ",
     "aeopcyxijshdlqwkabekmhopctyxijs" "aeikvoptuxcjabezhikmnoptyx" "iago",
@@ -122,7 +122,7 @@ def _entry(item: object) -> str:
         raise ValueError("must be a non-empty word or phrase")
     if len(item.strip()) > _MAX_ENTRY_CHARS:
         raise ValueError(f"must be at most {_MAX_ENTRY_CHARS} characters long")
-    if not _WORD.search(_normalise(item)):
+    if not _normalise(item).split():
         raise ValueError("must have a letter or digit in it")
     return item.strip()
 
@@ -198,6 +198,9 @@ class Facts:
     repeated_on_articles: int = 1  # articles with this same text within a day, this one included
     author_trusted: bool | None = None  # marked by a moderator: True trusted, False untrusted, None not marked
     banned_until: str | None = None  # "2026-12-06 19:00 UTC" while a moderator's ban covers this email or IP
+    # The email was proved by its owner on this site (a confirmation link) and may be mailed a "Publish my comment"
+    # link; never a reason to publish by itself, as anyone can type an address.
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,8 @@ class Decision:
 
     status: Status
     reasons: tuple[str, ...]
+    # Held only for a new browser of a verified email: mail that address a link that publishes the comment.
+    publish_by_email_link: bool = False
 
 
 def refuse(draft: Draft, rules: dict, facts: Facts) -> Refusal | None:
@@ -237,16 +242,19 @@ def refuse(draft: Draft, rules: dict, facts: Facts) -> Refusal | None:
 
 def decide(draft: Draft, rules: dict, facts: Facts) -> Decision:
     """REJECTED on a blocked sender or a rejecting word list; FLAGGED on a flagging one; else PENDING with
-    every hold reason; else APPROVED."""
+    every hold reason (and a "Publish my comment" link to ask for, when a verified email on a new browser is the
+    only one); else APPROVED."""
     rules = with_defaults(rules)
     if facts.banned_until:
         return Decision(Status.REJECTED, (f"rejected: banned until {facts.banned_until}",))
-    texts = [(field, _Words(value)) for field in _FIELDS if (value := getattr(draft, field))]
+    lists = ("blocked_words", "held_words")
+    matcher = _compile(tuple(tuple(rules[key]) for key in lists))  # both lists in one pass over each field
+    hits = [(field, _Words(value).find(matcher)) for field in _FIELDS if (value := getattr(draft, field))]
     found: dict[Status, list[str]] = {Status.REJECTED: _blocked_sender(draft, rules), Status.FLAGGED: [],
                                       Status.PENDING: []}
-    for key in ("blocked_words", "held_words"):
+    for n, key in enumerate(lists):
         status, verdict = _VERDICTS[rules[f"{key}_action"]]
-        found[status] += _word_reasons(verdict, key.removesuffix("_words"), texts, rules[key])
+        found[status] += _word_reasons(verdict, key.removesuffix("_words"), n, hits)
     if found[Status.REJECTED]:
         return Decision(Status.REJECTED, tuple(found[Status.REJECTED]))
     reasons = found[Status.PENDING]
@@ -255,26 +263,32 @@ def decide(draft: Draft, rules: dict, facts: Facts) -> Decision:
         reasons.append(f"held: contains {draft.links} {noun} (limit {rules['max_links']})")
     if facts.honeypot_filled:
         reasons.append("held: the hidden field 'Leave this empty' was filled in (people never see it)")
-    # The time trap is off by default: the contract publishes at once in "post" mode, however fast the form.
-    if facts.seconds_to_fill is not None and facts.seconds_to_fill < rules["min_fill_seconds"]:
-        reasons.append(f"held: filled too fast ({facts.seconds_to_fill:.1f} s after the form was shown)")
+    mode, known = rules["moderation_mode"], facts.known_author or facts.author_trusted is True
+    # A form sent back faster than people write holds the comment, except in "post" mode, which publishes at once
+    # whatever happens: there the reason is only noted, for the moderators who look at what was published.
+    too_fast = facts.seconds_to_fill is not None and facts.seconds_to_fill < rules["min_fill_seconds"]
+    fast = f"filled too fast ({facts.seconds_to_fill:.1f} s)" if too_fast else ""
+    if too_fast and mode != "post":
+        reasons.append(f"held: {fast}")
     if facts.repeated_on_articles >= REPEAT_ARTICLES:
         reasons.append(f"held: repeated on {facts.repeated_on_articles} articles within a day")
     if facts.author_trusted is False:
         reasons.append("held: author marked untrusted by a moderator")
-    mode, known = rules["moderation_mode"], facts.known_author or facts.author_trusted is True
     if mode == "pre":
         reasons.append("held: pre-moderation (every comment waits for a moderator)")
     elif mode == "known_authors" and not known:
+        if facts.email_verified and not reasons and not found[Status.FLAGGED]:  # nothing else to wait for
+            return Decision(Status.PENDING, (PUBLISH_LINK_SENT,), publish_by_email_link=True)
         reasons.append("held: new author (no earlier approved comment)")
+    noted = [f"noted: {fast}"] if too_fast and mode == "post" else []
     if found[Status.FLAGGED]:
-        return Decision(Status.FLAGGED, tuple(found[Status.FLAGGED] + reasons))
+        return Decision(Status.FLAGGED, tuple(found[Status.FLAGGED] + reasons + noted))
     if reasons:
-        return Decision(Status.PENDING, tuple(reasons))
+        return Decision(Status.PENDING, tuple(reasons + noted))
     if mode == "known_authors":
         return Decision(Status.APPROVED, ("approved: trusted author" if facts.author_trusted and not facts.known_author
                                           else "approved: known author",))
-    return Decision(Status.APPROVED, ("approved: post-moderation",))
+    return Decision(Status.APPROVED, ("approved: post-moderation", *noted))
 
 
 def _blocked_sender(draft: Draft, rules: dict) -> list[str]:
@@ -330,17 +344,15 @@ def rule_of(reason: str) -> str | None:
     return found
 
 
-def _word_reasons(verdict: str, kind: str, texts: list[tuple[str, "_Words"]], entries: list[str]) -> list[str]:
-    """One reason per entry found in each of the draft's fields; capped so spam cannot flood the list."""
-    if not entries:
-        return []
-    matcher = _compile(tuple(entries))
+def _word_reasons(verdict: str, kind: str, n: int, hits: list[tuple[str, list[tuple["Tag", str]]]]) -> list[str]:
+    """One reason per entry of word list n found in each of the draft's fields; capped so spam cannot flood the list."""
     reasons = []
-    for field, words in texts:
+    for field, found in hits:
         where = "" if field == "text" else f" in {field}"
-        for entry, matched in words.find(matcher):
-            seen = "" if matched == entry else f" (as '{_visible(matched)}')"
-            reasons.append(f"{verdict}: matched {kind} word '{entry}'{seen}{where}")
+        for (list_index, entry), matched in found:
+            if list_index == n:
+                seen = "" if matched == entry else f" (as '{_visible(matched)}')"
+                reasons.append(f"{verdict}: matched {kind} word '{entry}'{seen}{where}")
     if len(reasons) > _MAX_WORD_REASONS:
         more = len(reasons) - _MAX_WORD_REASONS
         reasons[_MAX_WORD_REASONS:] = [f"{verdict}: matched {more} more {kind} word{'s' * (more > 1)}"]
@@ -355,16 +367,18 @@ def _visible(text: str) -> str:
 
 def find_words(text: str, words: list[str]) -> list[tuple[str, str]]:
     """(entry, matched text) pairs in text order: whole normalised words, "refund*" a prefix, "buy now" a sequence."""
-    return _Words(text).find(_compile(tuple(words))) if words else []
+    return [(entry, matched) for (_, entry), matched in _Words(text).find(_compile((tuple(words),)))] if words else []
 
 
 class _Fold(dict):
-    """ord(char) -> that character normalised; filled lazily, as texts only hold a few thousand distinct characters."""
+    """ord(char) -> that character normalised, anything but a letter or digit made a space; filled lazily, as texts
+    only hold a few thousand distinct characters."""
 
     def __missing__(self, code: int) -> str:
         text = unicodedata.normalize("NFKC", chr(code)).translate(_LOOKALIKES).casefold()
         text = unicodedata.normalize("NFKD", text)
         text = "".join(c for c in text if unicodedata.category(c) not in ("Mn", "Me", "Cf")).translate(_LOOKALIKES)
+        text = "".join(c if c.isalnum() else " " for c in text)  # what [^\W_] means: the underscore splits too
         if len(self) < 50_000:  # bounded against texts made of every rare character there is
             self[code] = text
         return text
@@ -374,40 +388,61 @@ _FOLD = _Fold()
 
 
 def _normalise(text: str) -> str:
-    """NFKC, casefold, accents and invisible characters removed, look-alikes folded; character by character."""
+    """NFKC, casefold, accents and invisible characters removed, look-alikes folded, every other character that is
+    not a letter or digit a space (so .split() gives the words); character by character."""
     # Per-character folding makes positions easy to map back and is what whole-string NFKC/NFD does for our purposes.
-    return text.lower() if text.isascii() else text.translate(_FOLD)
+    # On an ASCII text str.translate caches each character's lookup, which makes it as fast as str.lower().
+    return text.translate(_FOLD)
+
+
+Tag = tuple[int, str]  # (which word list, entry): a site's blocked and held words share one matcher
 
 
 @dataclass(frozen=True)
 class _Matcher:
-    """A word list compiled into lookups, so the cost of a text grows with its words, not with the list."""
+    """Word lists compiled into lookups, so the cost of a text grows with its words, not with the lists."""
 
-    words: dict[str, str]  # "refund" -> entry
-    stems: dict[str, str]  # "refund" -> "refund*"
+    words: dict[str, list[Tag]]  # "refund" -> [(0, "Refund")]
+    stems: dict[str, list[Tag]]  # "refund" -> [(1, "refund*")]
     head: itemgetter  # w[:k] for the shortest stem length k
     heads: frozenset[str]  # each stem's first k characters
     cutters: tuple[itemgetter, ...]  # w[:k] for each stem length k
-    phrases: dict[tuple[str, ...], str]  # ("buy", "now") -> entry; ("buy", "cheap", "*") -> "buy cheap*"
-    shapes: dict[str, set[tuple[int, int]]]  # "buy n" -> {(word count, stem length of the last word or 0)}
+    phrases: dict[tuple[str, ...], list[Tag]]  # ("buy", "now") -> tags; ("buy", "cheap", "*") for "buy cheap*"
+    # Phrases by their first two words: ("buy", "now") -> {(word count, stem length of the last word or 0)}.
+    openers: dict[tuple[str, str], set[tuple[int, int]]]
+    opener_firsts: frozenset[str]
+    # Two-word phrases ending in a stem ("buy cheap*"), by their first word: "buy" -> {stem length}.
+    stem_openers: dict[str, set[int]]
+
+
+def _add(table: dict, key, tag: Tag) -> None:
+    """tag under key, unless its list already has an entry there ("Refund" and "refund" are one word)."""
+    tags = table.setdefault(key, [])
+    if all(n != tag[0] for n, _ in tags):
+        tags.append(tag)
 
 
 @lru_cache(maxsize=64)
-def _compile(entries: tuple[str, ...]) -> _Matcher:
-    """The matcher for a word list, cached so every decision under the same rules reuses it."""
-    words, stems, phrases, shapes = {}, {}, {}, {}
-    for entry in entries:
-        star = entry.rstrip().endswith("*")
-        toks = _WORD.findall(_normalise(entry))
-        if len(toks) == 1:
-            (stems if star else words).setdefault(toks[0], entry)
-        elif toks:
-            phrases.setdefault((*toks, "*") if star else tuple(toks), entry)
-            shapes.setdefault(f"{toks[0]} {toks[1][0]}", set()).add((len(toks), len(toks[-1]) if star else 0))
+def _compile(lists: tuple[tuple[str, ...], ...]) -> _Matcher:
+    """The matcher for word lists, cached so every decision under the same rules reuses it."""
+    words, stems, phrases, openers, stem_openers = {}, {}, {}, {}, {}
+    for n, entries in enumerate(lists):
+        for entry in entries:
+            star = entry.rstrip().endswith("*")
+            toks = _normalise(entry).split()
+            if len(toks) == 1:
+                _add(stems if star else words, toks[0], (n, entry))
+            elif toks:
+                _add(phrases, (*toks, "*") if star else tuple(toks), (n, entry))
+                if star and len(toks) == 2:
+                    stem_openers.setdefault(toks[0], set()).add(len(toks[1]))
+                else:
+                    openers.setdefault((toks[0], toks[1]), set()).add((len(toks), len(toks[-1]) if star else 0))
     lengths = sorted({len(s) for s in stems}) or [1]
     head = itemgetter(slice(0, lengths[0]))
     heads = frozenset(map(head, stems))
-    return _Matcher(words, stems, head, heads, tuple(itemgetter(slice(0, k)) for k in lengths), phrases, shapes)
+    return _Matcher(words, stems, head, heads, tuple(itemgetter(slice(0, k)) for k in lengths), phrases, openers,
+                    frozenset(first for first, _ in openers), stem_openers)
 
 
 class _Words:
@@ -416,73 +451,85 @@ class _Words:
     def __init__(self, text: str):
         self.text = text
         if text.isascii():
-            self.norm, self.chunk_ends = text.lower(), None
+            self.norm, self.chunk_ends = _normalise(text), None
         else:  # chunked, so a normalised position can be traced back without re-folding the whole text
             parts = [text[i : i + _CHUNK].translate(_FOLD) for i in range(0, len(text), _CHUNK)]
             self.norm, self.chunk_ends = "".join(parts), list(accumulate(map(len, parts)))
-        self.toks = _WORD.findall(self.norm)
+        self.toks = self.norm.split()
         self.seen = list(set(self.toks))
 
     @cached_property
-    def first(self) -> dict[str, int]:
-        """Each word's first index, built in C."""
-        return dict(zip(reversed(self.toks), range(len(self.toks) - 1, -1, -1)))
+    def padded(self) -> str:
+        """The normalised text between spaces, where " word " finds a whole word."""
+        return f" {self.norm} "
 
-    @cached_property
-    def pairs(self) -> tuple[list[str], set[str]]:
-        """'word n' for each word and the next one's initial, the filter phrases go through; as a list and a set."""
-        pairs = list(map(" ".join, zip(self.toks, map(itemgetter(0), islice(self.toks, 1, None)))))
-        return pairs, set(pairs)
+    def phrase_span(self, key: tuple[str, ...]) -> tuple[int, int]:
+        """Where a phrase key that _scan found first occurs in the normalised text (words one or more spaces apart)."""
+        star = key[-1] == "*"
+        words = " +".join(map(re.escape, key[:-1] if star else key))
+        match = re.search(f" ({words}{'[^ ]*' if star else ''}) ", self.padded)  # re caches the compiled pattern
+        return match.start(1) - 1, match.end(1) - 1
 
-    def find(self, m: _Matcher) -> list[tuple[str, str]]:
-        """(entry, matched original text) for each entry of m found, in text order."""
-        hits = _scan(m, self)
-        spans = list(islice(map(re.Match.span, _WORD.finditer(self.norm)), max((j for _, _, j in hits), default=0)))
+    def find(self, m: _Matcher) -> list[tuple[Tag, str]]:
+        """(tag, matched original text) for each entry of m found, in text order."""
         original = self._original
-        return [(e, self.text[original(spans[i][0], True) : original(spans[j - 1][1], False)]) for e, i, j in hits]
+        return [(tag, self.text[original(start, True) : original(end, False)]) for tag, start, end in _scan(m, self)]
 
     def _original(self, pos: int, start: bool) -> int:
         """The index in the original text of a normalised position, taken as a match's start or end."""
         if self.chunk_ends is None:
             return pos
         c = (bisect_right if start else bisect_left)(self.chunk_ends, pos)
-        chunk = self.text[c * _CHUNK : (c + 1) * _CHUNK]
         before = self.chunk_ends[c - 1] if c else 0
-        ends = list(accumulate(map(len, map(_FOLD.__getitem__, map(ord, chunk))), initial=before))
-        if start:
-            return c * _CHUNK + bisect_right(ends, pos) - 1
-        end = c * _CHUNK + bisect_left(ends, pos)
-        while end < len(self.text) and unicodedata.category(self.text[end]) in ("Mn", "Me"):  # keep its accents
-            end += 1
+        chunk = self.text[c * _CHUNK : (c + 1) * _CHUNK]
+        if chunk.isascii():  # folded one character to one
+            end = c * _CHUNK + pos - before
+        else:
+            ends = list(accumulate(map(len, map(_FOLD.__getitem__, map(ord, chunk))), initial=before))
+            if start:
+                return c * _CHUNK + bisect_right(ends, pos) - 1
+            end = c * _CHUNK + bisect_left(ends, pos)
+        while not start and end < len(self.text) and unicodedata.category(self.text[end]) in ("Mn", "Me"):
+            end += 1  # keep its accents
         return end
 
 
-def _scan(m: _Matcher, w: _Words) -> list[tuple[str, int, int]]:
-    """(entry, first word, end word) for the first place each entry occurs, in text order."""
-    hits: dict[str, tuple[int, int]] = {}
+def _scan(m: _Matcher, w: _Words) -> list[tuple[Tag, int, int]]:
+    """(tag, start, end) in the normalised text of the first place each entry occurs, in text order."""
+    hits: dict[Tag, tuple[int, int]] = {}
 
-    def hit(entry: str, i: int, j: int) -> None:
-        if entry not in hits or i < hits[entry][0]:
-            hits[entry] = (i, j)
+    def hit(tags: list[Tag], start: int, end: int) -> None:
+        for tag in tags:
+            if tag not in hits or start < hits[tag][0]:
+                hits[tag] = (start, end)
+
+    def hit_word(tags: list[Tag], tok: str) -> None:
+        start = w.padded.find(f" {tok} ")  # the padding's leading space makes this the index in w.norm
+        hit(tags, start, start + len(tok))
 
     for tok in m.words.keys() & w.seen:
-        hit(m.words[tok], w.first[tok], w.first[tok] + 1)
+        hit_word(m.words[tok], tok)
     if m.stems:  # only words that begin like some stem (a C-speed filter) are cut at every stem length
         for tok in compress(w.seen, map(m.heads.__contains__, map(m.head, w.seen))):
             for cut in m.cutters:
-                if (entry := m.stems.get(cut(tok))) is not None:
-                    hit(entry, w.first[tok], w.first[tok] + 1)
-    pairs, pair_set = w.pairs if m.shapes else ([], set())
-    for pair in m.shapes.keys() & pair_set:
-        i = pairs.index(pair)
-        while True:
-            for n, k in m.shapes[pair]:
-                if i + n <= len(w.toks):
-                    key = (*w.toks[i : i + n - 1], w.toks[i + n - 1][:k], "*") if k else tuple(w.toks[i : i + n])
+                if (tags := m.stems.get(cut(tok))) is not None:
+                    hit_word(tags, tok)
+    toks = w.toks
+    # A phrase is looked for only where its first two words occur together, found with C-speed set filters.
+    if m.openers and (firsts := m.opener_firsts.intersection(w.seen)):
+        at_first = list(map(firsts.__contains__, toks))
+        pairs = list(zip(compress(toks, at_first), compress(islice(toks, 1, None), at_first)))
+        if opened := m.openers.keys() & set(pairs):
+            for i in compress(compress(count(), at_first), map(opened.__contains__, pairs)):
+                for n, k in m.openers[toks[i], toks[i + 1]]:
+                    if i + n > len(toks):
+                        continue
+                    key = (*toks[i : i + n - 1], toks[i + n - 1][:k], "*") if k else tuple(toks[i : i + n])
                     if key in m.phrases:
-                        hit(m.phrases[key], i, i + n)
-            try:
-                i = pairs.index(pair, i + 1)
-            except ValueError:
-                break
-    return sorted(((entry, i, j) for entry, (i, j) in hits.items()), key=itemgetter(1))
+                        hit(m.phrases[key], *w.phrase_span(key))
+    if m.stem_openers and (firsts := m.stem_openers.keys() & w.seen):
+        for i in compress(range(len(toks) - 1), map(firsts.__contains__, toks)):
+            for k in m.stem_openers[toks[i]]:
+                if (tags := m.phrases.get(key := (toks[i], toks[i + 1][:k], "*"))) is not None:
+                    hit(tags, *w.phrase_span(key))
+    return sorted(((tag, start, end) for tag, (start, end) in hits.items()), key=itemgetter(1))

@@ -1,14 +1,17 @@
-"""Signed tokens: the reply form's token, the author token a reader's browser keeps, and the
-"you just posted" receipt. All are signed with SECRET_KEY and carry their own purpose (salt)."""
+"""Signed tokens: the reply form's token, the author token a reader's browser keeps, the
+"you just posted" receipt, and the links mailed to readers (confirm my email, publish my comment).
+All are signed with SECRET_KEY and carry their own purpose (salt)."""
 import secrets
 import time
 
 from flask import current_app
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 FORM_SALT = "comment-form"
 AUTHOR_SALT = "author-token"
 RECEIPT_SALT = "posted-receipt"
+VERIFY_EMAIL_SALT = "verify-email"
+PUBLISH_COMMENT_SALT = "publish-comment"
 RECEIPT_MAX_AGE = 15 * 60
 AUTHOR_MAX_AGE = 5 * 365 * 24 * 3600
 
@@ -75,3 +78,34 @@ def receipt(comment_id: int, author_token: str) -> str:
 def read_receipt(token: str | None) -> dict | None:
     data = _load(RECEIPT_SALT, token or "", RECEIPT_MAX_AGE)
     return data if isinstance(data, dict) else None
+
+
+class LinkError(Exception):
+    """A link from an email that cannot be used; str() tells the reader why, and that nothing changed."""
+
+
+def verify_email_link_token(proof_id: int) -> str:
+    """For the one "confirm your email address" link: the stored address on one site, by its id, so that the
+    link never carries the address itself."""
+    return _serializer(VERIFY_EMAIL_SALT).dumps({"v": proof_id})
+
+
+def publish_link_token(comment_id: int, proof_id: int) -> str:
+    """For a "Publish my comment" link: this comment, by the verified address with this id."""
+    return _serializer(PUBLISH_COMMENT_SALT).dumps({"c": comment_id, "v": proof_id})
+
+
+def read_reader_link(salt: str, token: str) -> dict:
+    """The data a reader's link carries; LinkError if it is expired, tampered with or cut short."""
+    max_age = current_app.config["MAIL_LINK_MAX_AGE"]
+    try:
+        data = _serializer(salt).loads(token, max_age=max_age) if len(token) <= 1000 and token.isascii() else None
+    except SignatureExpired:
+        raise LinkError(f"This link has expired: the links we email work for {max(max_age // 86400, 1)} day(s). "
+                        "Nothing was changed.") from None
+    except BadSignature:
+        data = None
+    if not isinstance(data, dict):
+        raise LinkError("This link is not valid: it may have been cut short or changed on the way. Nothing was "
+                        "changed. Open the link from the email again, or copy all of it into the address bar.")
+    return data

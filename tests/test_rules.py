@@ -318,6 +318,46 @@ def test_matched_text_across_chunk_boundaries():
     assert rules.find_words(text, ["refund*", "viagra"]) == [("refund*", "ref\u200bunds"), ("viagra", "vіagra")]
 
 
+def naive_entries_found(text: str, words: list[str]) -> set[str]:
+    """The entries of words found in text, the slow and obvious way: every entry tried at every word."""
+    toks = rules._normalise(text).split()
+    found = set()
+    for entry in words:
+        want = rules._normalise(entry).split()
+        star = entry.rstrip().endswith("*")
+        for i in range(len(toks) - len(want) + 1):
+            *whole, last = toks[i : i + len(want)]
+            if whole == want[:-1] and (last.startswith(want[-1]) if star else last == want[-1]):
+                found.add(entry)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(PIECES + ["buy", "now", "cheap", "cheaper", "Buy", "nоw"]), max_size=600).map(" ".join),
+    st.lists(st.sampled_from(["buy now", "buy cheap*", "buy cheap now", "cheap buy now*", "now", "chea*", "ab ab",
+                              "b a*", "ss", "a b a b"]), min_size=1, max_size=5, unique=True),
+)
+def test_matcher_finds_what_trying_every_word_finds(text, words):
+    assert {entry for entry, _ in rules.find_words(text, words)} == naive_entries_found(text, words)
+
+
+def test_long_phrases_at_the_end_of_a_text_and_repeated_openings():
+    words = ["buy cheap pills now", "buy cheap pill*", "buy it"]
+    assert rules.find_words("buy cheap buy cheap pills", words) == [("buy cheap pill*", "buy cheap pills")]
+    assert rules.find_words("buy cheap", words) == []
+    assert rules.find_words("buy cheap. Buy  cheap pills, now!", words) == [
+        ("buy cheap pills now", "Buy  cheap pills, now"), ("buy cheap pill*", "Buy  cheap pills")]
+
+
+def test_blocked_and_held_lists_sharing_an_entry_both_fire():
+    r = make_rules(blocked_words=["spam"], held_words=["spam", "Spam*"], blocked_words_action="flag", **POST)
+    d = rules.decide(Draft("pure spam", links=0), r, Facts())
+    assert d.status is Status.FLAGGED
+    assert d.reasons == ("flagged: matched blocked word 'spam'", "held: matched held word 'spam'",
+                         "held: matched held word 'Spam*' (as 'spam')")
+
+
 def test_digits_and_non_latin_words():
     assert rules.find_words("call 555 now", ["555"]) == [("555", "555")]
     assert rules.find_words("это спам здесь", ["спам"]) == [("спам", "спам")]

@@ -117,7 +117,6 @@ def test_flood_per_ip_and_per_email(ip_since, email_since, refused):
 
 @pytest.mark.parametrize("facts, reason", [
     (Facts(honeypot_filled=True), "held: the hidden field 'Leave this empty' was filled in (people never see it)"),
-    (Facts(seconds_to_fill=1.25), "held: filled too fast (1.2 s after the form was shown)"),
     (Facts(repeated_on_articles=4), "held: repeated on 4 articles within a day"),
     (Facts(author_trusted=False), "held: author marked untrusted by a moderator"),
 ])
@@ -125,9 +124,33 @@ def test_spam_facts_hold_even_in_post_moderation(facts, reason):
     assert decide(facts=facts) == rules.Decision(Status.PENDING, (reason,))
 
 
-def test_time_trap_is_off_by_default():
+def test_time_trap_is_on_by_default_at_three_seconds():
+    assert rules.DEFAULT_RULES["min_fill_seconds"] == 3
     draft = Draft("hello", 0)
-    assert rules.decide(draft, rules.validate_rules(POST), Facts(seconds_to_fill=0.1)).status == Status.APPROVED
+    decision = rules.decide(draft, rules.validate_rules({"moderation_mode": "known_authors"}),
+                            Facts(known_author=True, seconds_to_fill=2.94))
+    assert decision == rules.Decision(Status.PENDING, ("held: filled too fast (2.9 s)",))
+
+
+@pytest.mark.parametrize("mode, reasons", [
+    ("pre", ("held: filled too fast (1.2 s)", "held: pre-moderation (every comment waits for a moderator)")),
+    ("known_authors", ("held: filled too fast (1.2 s)",)),
+])
+def test_too_fast_form_waits_in_pre_and_known_authors_modes(mode, reasons):
+    assert decide(facts=Facts(known_author=True, seconds_to_fill=1.25), moderation_mode=mode) == rules.Decision(
+        Status.PENDING, reasons)
+
+
+def test_too_fast_form_is_published_in_post_mode_with_the_reason_noted():
+    assert decide(facts=Facts(seconds_to_fill=1.25)) == rules.Decision(
+        Status.APPROVED, ("approved: post-moderation", "noted: filled too fast (1.2 s)"))
+    held = decide(facts=Facts(seconds_to_fill=0.5, honeypot_filled=True))
+    assert held.status == Status.PENDING and held.reasons[-1] == "noted: filled too fast (0.5 s)"
+
+
+def test_time_trap_off_at_zero():
+    assert decide(facts=Facts(known_author=True, seconds_to_fill=0.1), min_fill_seconds=0,
+                  moderation_mode="known_authors").status == Status.APPROVED
 
 
 @pytest.mark.parametrize("facts", [Facts(seconds_to_fill=3.0), Facts(seconds_to_fill=None),
@@ -147,6 +170,31 @@ def test_untrusted_known_author_is_held():
     assert decision == rules.Decision(Status.PENDING, ("held: author marked untrusted by a moderator",))
 
 
+LINK_SENT = "held: new author on this browser, with a verified email: a 'Publish my comment' link was emailed"
+
+
+def test_verified_email_without_a_token_waits_for_a_publish_link():
+    decision = decide(facts=Facts(email_verified=True), moderation_mode="known_authors")
+    assert decision == rules.Decision(Status.PENDING, (LINK_SENT,), publish_by_email_link=True)
+    assert rules.rule_of(LINK_SENT) == "moderation_mode"
+
+
+@pytest.mark.parametrize("facts, changes, reasons", [
+    (Facts(email_verified=True), {"moderation_mode": "pre"},
+     ("held: pre-moderation (every comment waits for a moderator)",)),
+    (Facts(email_verified=True, known_author=True), {"moderation_mode": "known_authors"}, ("approved: known author",)),
+    (Facts(email_verified=True), {"moderation_mode": "known_authors", "links": 5},
+     ("held: contains 5 links (limit 2)", "held: new author (no earlier approved comment)")),
+    (Facts(email_verified=True, seconds_to_fill=0.5), {"moderation_mode": "known_authors"},
+     ("held: filled too fast (0.5 s)", "held: new author (no earlier approved comment)")),
+    (Facts(email_verified=False), {"moderation_mode": "known_authors"},
+     ("held: new author (no earlier approved comment)",)),
+])
+def test_publish_link_only_when_a_new_browser_is_the_only_reason_to_wait(facts, changes, reasons):
+    decision = decide(facts=facts, **changes)
+    assert decision.reasons == reasons and not decision.publish_by_email_link
+
+
 # --- which rule a reason names ------------------------------------------------
 
 
@@ -157,7 +205,8 @@ def test_untrusted_known_author_is_held():
     ("held: matched 2 more held words", "held_words"),
     ("held: contains 3 links (limit 2)", "max_links"),
     ("rejected: IP address in blocked range '10.0.0.0/8'", "blocked_ips"),
-    ("held: filled too fast (0.4 s after the form was shown)", "time_trap"),
+    ("held: filled too fast (0.4 s)", "time_trap"),
+    ("noted: filled too fast (0.4 s)", "time_trap"),
     ("held: new author (no earlier approved comment)", "moderation_mode"),
     ("approved: known author", None),
 ])

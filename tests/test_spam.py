@@ -62,35 +62,67 @@ def test_filled_honeypot_holds_the_comment_with_its_reason(app, client, make_sit
 # --- the time trap --------------------------------------------------------------------------
 
 
-def test_form_sent_back_within_three_seconds_is_held(app, client, make_site, later):
-    site = make_site(moderation_mode="post", min_fill_seconds=3)
+def test_form_sent_back_within_three_seconds_waits_in_pre_moderation(app, client, make_site, later):
+    site = make_site(moderation_mode="pre")
     data = form_data(client, site)
     later(1)
     assert post(client, site, data).status_code == 303
     comment = stored(app)
     assert comment.status == Status.PENDING
-    assert re.fullmatch(r"held: filled too fast \([12]\.\d s after the form was shown\)", comment.reasons[0])
+    assert re.fullmatch(r"held: filled too fast \([12]\.\d s\)", comment.reasons[0])
+
+
+def test_known_author_sending_the_form_too_fast_waits(app, client, make_site, later):
+    site = make_site(moderation_mode="known_authors")
+    first = post(client, site, form_data(client, site))
+    with app.app_context():
+        db.session.execute(sa.update(Comment).values(status=Status.APPROVED))
+        db.session.commit()
+    token = re.search(r'data-author-token="([^"]+)"', client.get(first.headers["Location"]).get_data(as_text=True))
+    data = form_data(client, site, author_token=token.group(1), body="A second thought, typed in a hurry.")
+    later(1)
+    assert post(client, site, data).status_code == 303
+    [reason] = stored(app).reasons
+    assert re.fullmatch(r"held: filled too fast \(1\.\d s\)", reason)
+    data = form_data(client, site, author_token=token.group(1), body="A third thought, after a while.")
+    later(30)
+    assert post(client, site, data).status_code == 303
+    assert stored(app).reasons == ["approved: known author"]
+
+
+def test_form_sent_back_too_fast_in_post_mode_is_published_and_easy_to_find(app, client, make_site, make_user,
+                                                                            auth, later):
+    site = make_site(moderation_mode="post")
+    data = form_data(client, site, body="Fast fingers or a script?")
+    later(1)
+    assert post(client, site, data).status_code == 303
+    comment = stored(app)
+    assert comment.status == Status.APPROVED
+    assert comment.reasons[0] == "approved: post-moderation"
+    assert re.fullmatch(r"noted: filled too fast \(1\.\d s\)", comment.reasons[1])
+    slow = form_data(client, site, body="Written with care.", email="grace@example.org")
+    later(60)
+    post(client, site, slow)
+    make_user(sites=[site])
+    auth.login()
+    page = client.get("/moderate/approved", query_string={"reason": "fast"}).get_data(as_text=True)
+    assert "Fast fingers or a script?" in page and comment.reasons[1] in page
+    assert "Written with care." not in page
+    assert "Filled too fast" in client.get("/moderate/").get_data(as_text=True)  # offered as a reason filter
 
 
 def test_form_sent_back_after_three_seconds_is_published(app, client, make_site, later):
-    site = make_site(moderation_mode="post", min_fill_seconds=3)
+    site = make_site(moderation_mode="post")
     data = form_data(client, site)
     later(4)
     assert post(client, site, data).status_code == 303
-    assert stored(app).status == Status.APPROVED
-
-
-def test_time_trap_is_off_by_default(app, client, make_site, later):
-    site = make_site(moderation_mode="post")
-    data = form_data(client, site)
-    later(0.5)
-    assert post(client, site, data).status_code == 303
-    assert stored(app).status == Status.APPROVED
+    assert stored(app).reasons == ["approved: post-moderation"]
 
 
 def test_api_has_no_form_token_and_no_time_trap(app, client, make_site):
-    site = make_site(moderation_mode="post", min_fill_seconds=3)
-    assert api(client, site).get_json()["status"] == "approved"
+    site = make_site(moderation_mode="known_authors")
+    assert api(client, site).get_json()["status"] == "pending"
+    assert stored(app).reasons == ["held: new author (no earlier approved comment)"]
 
 
 # --- flood control and request rate limits ---------------------------------------------------------
