@@ -1,15 +1,19 @@
 """Section F of security-cases.md: reliability and concurrency, cases 48-54, and the faults of
 issue 7: the database going away and coming back, and a worker killed while readers post.
 
-Case 53 (SMTP down) waits for the mail outbox of issue 6. Case 54's backups are an operator's
-job (see README); the kill test here shows the store stays consistent and loses nothing
-acknowledged. The tests marked slow run gunicorn for real and run in their own CI step."""
+Case 53: mail goes through an outbox written in the comment's own transaction and sent by
+`send-mail` afterwards, against a real local SMTP server, one that refuses and one that hangs.
+Case 54: a backup taken while the service writes restores into a service that answers with
+every comment committed before it; the kill test shows the store stays consistent and loses
+nothing acknowledged. The tests marked slow run gunicorn for real and run in their own CI step."""
+import asyncio
 import os
 import shutil
 import signal
 import socket
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -17,12 +21,14 @@ from flask_migrate import upgrade
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from moderation import create_app, rules
+from moderation import create_app, notifications, rules
 from moderation.extensions import db
 from moderation.models import AuditEvent, Comment, Site
+from moderation.notifications import OutboxMessage
 from moderation.rules import Status
 
 from ..conftest import ARTICLE, ORIGIN, Auth, comment_fields
+from ..test_notifications import free_port
 from .gunicorn_run import Gunicorn, Posters
 from .support import TOKEN, comment_ids, form_data, post_api, post_form, stored
 
@@ -257,9 +263,81 @@ def test_case_52_decision_on_a_comment_changed_since_it_was_loaded_is_refused(ap
         assert event.action == "approve-refused" and event.actor == "mod@example.org"
 
 
-@pytest.mark.skip(reason="the mail outbox is issue 6 (mail), not built yet")
-def test_case_53_comment_commits_when_smtp_is_down():
-    pass
+# --- 53: SMTP down or slow ----------------------------------------------------------------
+
+
+def outbox(app) -> list[OutboxMessage]:
+    with app.app_context():
+        messages = db.session.scalars(sa.select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        db.session.expunge_all()
+        return messages
+
+
+def send_mail(app, now=None) -> notifications.Drained:
+    with app.app_context():
+        return notifications.drain(now)
+
+
+def test_case_53_comment_commits_while_smtp_hangs_or_refuses_and_mail_is_sent_once_later(
+        app, client, site, make_user, inbox, hanging_smtp, mail_each, runner):
+    mail_each(make_user("mod@example.org", sites=[site]), site)
+    working = app.config["MAIL_PORT"]
+    app.config.update(MAIL_PORT=hanging_smtp.port, MAIL_TIMEOUT=1)
+    assert post_api(client, site, body="Posted while the mail server hangs.").status_code == 201
+    assert post_form(client, site, form_data(client, site, body="And through the form.")).status_code == 303
+    assert len(comment_ids(app)) == 2
+    assert hanging_smtp.accepted == []  # no request waited on SMTP: mail is sent after the commit
+    assert [m.sent_at for m in outbox(app)] == [None, None]
+
+    assert send_mail(app) == notifications.Drained(retrying=2)  # the hang ends in a timeout
+    assert len(hanging_smtp.accepted) >= 1
+    first = outbox(app)
+    assert all(m.attempts == 1 and m.sent_at is None and "timed out" in m.last_error for m in first)
+
+    app.config["MAIL_PORT"] = free_port()  # now nothing listens at all
+    later = max(m.next_attempt_at for m in first) + timedelta(seconds=1)
+    assert send_mail(app, later) == notifications.Drained(retrying=2)
+    assert all(m.attempts == 2 and "refused" in m.last_error.lower() for m in outbox(app))
+    assert inbox.messages == []
+
+    app.config["MAIL_PORT"] = working  # the mail server is back
+    result = runner.invoke(args=["send-mail"])
+    assert "Sent 0" in result.output  # not due yet: the back-off holds
+    much_later = max(m.next_attempt_at for m in outbox(app)) + timedelta(seconds=1)
+    assert send_mail(app, much_later) == notifications.Drained(sent=2)
+    assert send_mail(app, much_later + timedelta(days=1)) == notifications.Drained()
+    bodies = sorted(message.get_content() for _, message in inbox.messages)
+    assert len(bodies) == 2 and "And through the form." in bodies[0] and "while the mail server hangs" in bodies[1]
+    assert all(m.sent_at is not None and m.attempts == 3 for m in outbox(app))
+
+
+def test_case_53_two_mail_workers_at_once_send_each_message_once(app, client, site, make_user, inbox, mail_each):
+    """On PostgreSQL both workers read the same due rows and race to claim them (without the
+    conditional claim this sends 12); SQLite's single writer serialises the claims anyway."""
+    mail_each(make_user("mod@example.org", sites=[site]), site)
+    for n in range(6):
+        assert post_api(client, site, body=f"Held comment number {n}.", email=f"r{n}@example.org").status_code == 201
+    delivered = inbox.handle_DATA
+
+    async def slow_delivery(server, session, envelope):  # long enough for the workers to overlap
+        await asyncio.sleep(0.2)
+        return await delivered(server, session, envelope)
+
+    inbox.handle_DATA = slow_delivery
+    barrier, reports = threading.Barrier(2), []
+
+    def worker():
+        barrier.wait()
+        reports.append(send_mail(app))
+
+    workers = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    assert sum(report.sent for report in reports) == 6
+    ids = [message["Message-ID"] for _, message in inbox.messages]
+    assert len(ids) == 6 == len(set(ids))
 
 
 # --- 51, 54: real gunicorn workers (slow) -------------------------------------------------
