@@ -11,6 +11,8 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
+import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -338,6 +340,143 @@ def test_case_53_two_mail_workers_at_once_send_each_message_once(app, client, si
     assert sum(report.sent for report in reports) == 6
     ids = [message["Message-ID"] for _, message in inbox.messages]
     assert len(ids) == 6 == len(set(ids))
+
+
+# --- 54: backups taken while the service writes restore into a working service ----------
+
+
+class Writer:
+    """One reader after another posting through the app in a thread; records what got 201."""
+
+    def __init__(self, app, key):
+        self.app, self.key, self.acknowledged = app, key, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._post, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+    def _post(self):
+        client, n = self.app.test_client(), 0
+        while not self.stop.is_set():
+            n += 1
+            answer = client.post("/api/v1/comments", headers={"Origin": ORIGIN}, json={
+                "site": self.key, "url": ARTICLE, "title": "Backup", "name": f"Reader {n}",
+                "email": f"reader{n}@example.org", "body": f"Comment number {n}, before or after the backup."})
+            assert answer.status_code == 201, answer.get_json()
+            self.acknowledged.append(answer.get_json()["id"])
+
+    def wait_for(self, count):
+        deadline = time.monotonic() + 30
+        while len(self.acknowledged) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(self.acknowledged) >= count
+
+
+def published_site(app) -> str:
+    with app.app_context():
+        site = Site(name="Backup Gazette", rules=rules.validate_rules(
+            {"allowed_origins": [ORIGIN], "flood_seconds": 0, "moderation_mode": "post"}))
+        db.session.add(site)
+        db.session.commit()
+        return site.key
+
+
+def thread_ids(client, key) -> list[int]:
+    """Every comment id the service shows in the article's thread, page by page."""
+    ids, after = [], None
+    while True:
+        query = {"site": key, "url": ARTICLE, **({"after": after} if after else {})}
+        response = client.get("/api/v1/threads", query_string=query)
+        assert response.status_code == 200
+        page = response.get_json()
+        ids += [comment["id"] for comment in page["comments"]]
+        if "next" not in page:
+            return ids
+        after = page["next"]
+
+
+def backup_while_writing(app, key, take_backup) -> tuple[set[int], set[int]]:
+    """(acknowledged before the backup began, acknowledged in all) with take_backup() run mid-stream."""
+    with Writer(app, key) as writer:
+        writer.wait_for(20)
+        before = set(writer.acknowledged)
+        take_backup()
+        writer.wait_for(len(before) + 10)  # the writer kept going during and after the backup
+    return before, set(writer.acknowledged)
+
+
+def test_case_54_sqlite_backup_taken_while_writing_restores_into_a_working_service(tmp_path):
+    live = tmp_path / "live" / "moderation.sqlite"
+    live.parent.mkdir()
+    app = create_app({"TESTING": True, "SECRET_KEY": "backup-test", "RATELIMIT_ENABLED": False,
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{live}"})  # pooled, as in production: WAL in use
+    with app.app_context():
+        upgrade(revision="heads")
+    key = published_site(app)
+    backup = tmp_path / "backups" / "moderation-backup.sqlite"
+    backup.parent.mkdir()
+
+    def take_backup():  # the README's command
+        subprocess.run(["sqlite3", str(live), f".backup '{backup}'"], check=True, timeout=60)
+
+    before, written = backup_while_writing(app, key, take_backup)
+    with sqlite3.connect(backup) as check:
+        assert check.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    fresh = tmp_path / "restored" / "moderation.sqlite"
+    fresh.parent.mkdir()
+    shutil.copy(backup, fresh)
+    restored = sqlite_app(fresh)
+    with restored.app_context():
+        upgrade(revision="heads")  # init-db after a restore, as the README says: nothing to do
+    shown = set(thread_ids(restored.test_client(), key))
+    assert before <= shown <= written and len(before) >= 20
+    assert post_api(restored.test_client(), Site(key=key), body="Posted after the restore.").status_code == 201
+
+
+def libpq(url: sa.engine.URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def test_case_54_pg_dump_taken_while_writing_restores_into_a_working_service(app, database_url, tmp_path):
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("runs on PostgreSQL (MODERATION_TEST_DATABASE_URL)")
+    if not (shutil.which("pg_dump") and shutil.which("pg_restore")):
+        pytest.skip("pg_dump and pg_restore are not installed")
+    app.config["COMMENT_RATE_LIMIT"] = "100000 per minute"
+    key = published_site(app)
+    dump = tmp_path / "moderation.dump"
+
+    def take_backup():  # the README's command
+        subprocess.run(["pg_dump", "--format=custom", f"--file={dump}", libpq(url)], check=True, timeout=120)
+
+    before, written = backup_while_writing(app, key, take_backup)
+    fresh = url.set(database=f"{url.database}_restore_{os.getpid()}")
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{fresh.database}"'))
+        connection.execute(sa.text(f'CREATE DATABASE "{fresh.database}"'))
+    restored = create_app({"TESTING": True, "SECRET_KEY": "restore-test", "RATELIMIT_ENABLED": False,
+                           "SQLALCHEMY_DATABASE_URI": fresh.render_as_string(hide_password=False),
+                           "SQLALCHEMY_ENGINE_OPTIONS": {"poolclass": NullPool}})
+    try:
+        subprocess.run(["pg_restore", "--clean", "--if-exists", f"--dbname={libpq(fresh)}", str(dump)],
+                       check=True, timeout=120, capture_output=True)
+        with restored.app_context():
+            upgrade(revision="heads")
+        shown = set(thread_ids(restored.test_client(), key))
+        assert before <= shown <= written and len(before) >= 20
+        assert post_api(restored.test_client(), Site(key=key), body="Posted after the restore.").status_code == 201
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{fresh.database}" WITH (FORCE)'))
+        admin.dispose()
 
 
 # --- 51, 54: real gunicorn workers (slow) -------------------------------------------------
