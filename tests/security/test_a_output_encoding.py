@@ -93,7 +93,9 @@ def test_case_04_name_is_escaped_in_text_attributes_and_json(app, client, site, 
     assert live_markup(page) == []
     reply = Markup(page).find("a", **{"data-reply-to": str(comment_id)})
     assert reply[0]["data-author"] == name and reply[0]["aria-label"] == f"Reply to {name}"
-    assert "<script>window" not in page and "49" not in page.split("comments")[0]
+    assert "<script>window" not in page
+    if name == "{{7*7}}":  # shown as typed, never evaluated ("49" could be in the random site key)
+        assert reply[0]["data-author"] == "{{7*7}}" and ">{{7*7}}<" in page.replace("<bdi>", "")
     answer = client.get("/api/v1/threads", query_string={"site": site.key, "url": ARTICLE})
     assert answer.mimetype == "application/json" and answer.headers["X-Content-Type-Options"] == "nosniff"
     assert answer.get_json()["comments"][0]["author"] == name  # data, never markup

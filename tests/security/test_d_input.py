@@ -1,8 +1,10 @@
 """Section D of security-cases.md: Unicode, size, headers and rate, cases 35-41.
 
-Case 37: no email is sent yet (mail is issue 6); what the test checks here is that no CR, LF or
-encoded-word header trick survives into a stored name or email, where a mailer would read it.
-Case 40: there are no votes or flags from readers, so only the posting rate applies."""
+Case 37: the test here checks that no CR, LF or encoded-word header trick survives into a
+stored name or email; that none reaches the headers of a sent email is tested with a real SMTP
+server in tests/test_notifications.py (test_names_and_subjects_cannot_inject_headers).
+Case 40: there are no votes or flags from readers, so only the posting rate applies.
+Case 41: addresses are tested as REMOTE_ADDR and as X-Forwarded-For behind one trusted proxy."""
 import json
 
 import pytest
