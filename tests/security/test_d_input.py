@@ -10,8 +10,9 @@ import json
 import pytest
 
 from moderation import create_app, sanitize, throttle
+from moderation.rules import Status
 from ..conftest import ARTICLE, ORIGIN, comment_fields
-from .support import Markup, comment_ids, form_data, post_api, post_form, stored
+from .support import Markup, comment_ids, form_data, post_api, post_form, publish, stored
 
 INVISIBLE = "\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d"
 
@@ -195,6 +196,25 @@ def test_case_41_rate_limit_counts_an_ipv6_64_as_one_client(app, client, proxied
     assert send(posting, site, first, body="First.").status_code == 201
     response = send(posting, site, second, body="Second.", email="other@example.org")
     assert (response.status_code == 429) == limited
+
+
+@pytest.mark.parametrize("send", ["REMOTE_ADDR", "X-Forwarded-For"])
+def test_case_41_reader_reports_count_an_ipv6_64_as_one_reader(app, client, proxied, make_site, send):
+    site = make_site(report_threshold=2)
+    comment_id = publish(app, client, site)
+    reporting = proxied if send == "X-Forwarded-For" else client
+
+    def report(ip):
+        where = ({"headers": {"X-Forwarded-For": ip}, "environ_base": {"REMOTE_ADDR": "10.0.0.2"}}
+                 if send == "X-Forwarded-For" else {"environ_base": {"REMOTE_ADDR": ip}})
+        return reporting.post(f"/embed/{site.key}/comments/{comment_id}/report", query_string={"url": ARTICLE},
+                              data={"reason": "spam", "text": ""}, **where)
+
+    assert report("[2001:db8:1:2::1]:443").status_code == 200
+    assert report("2001:db8:1:2::99").status_code == 200  # the same reader again: counted once
+    assert stored(app, comment_id).reports == 1 and stored(app, comment_id).status == Status.APPROVED
+    assert report("2001:db8:1:3::1").status_code == 200  # a second reader: past the threshold
+    assert stored(app, comment_id).reports == 2 and stored(app, comment_id).status == Status.PENDING
 
 
 def test_case_41_login_throttle_counts_an_ipv6_64_as_one_address():
