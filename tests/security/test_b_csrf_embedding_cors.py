@@ -221,9 +221,9 @@ def emailed(app, client, site, make_user, inbox, mail_each):
     with app.app_context():
         assert notifications.drain().sent == 2
     links = {}
-    for (to,), message in inbox.messages:
+    for _, message in inbox.messages:
         text = message.get_content()
-        comment_id = next(i for i in ids if f"Held comment {ids.index(i) + 1}." in text)
+        [comment_id] = [i for n, i in enumerate(ids, 1) if f"Held comment {n}." in text]
         links[comment_id] = {action.lower(): path for action, path in MAIL_LINK.findall(text)}
     assert sorted(links) == ids and all(set(pair) == {"approve", "reject"} for pair in links.values())
     return user_id, ids, links

@@ -89,7 +89,7 @@ def token_payload(url: str) -> str:
 @pytest.fixture
 def request_log():
     """The request log lines written while the test runs."""
-    lines, handler = io.StringIO(), None
+    lines = io.StringIO()
     handler = logging.StreamHandler(lines)
     logging.getLogger("moderation.requests").addHandler(handler)
     yield lines

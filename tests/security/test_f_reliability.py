@@ -1,5 +1,5 @@
-"""Section F of security-cases.md: reliability and concurrency, cases 48-54, and the faults of
-issue 7: the database going away and coming back, and a worker killed while readers post.
+"""Section F of security-cases.md: reliability and concurrency, cases 48-54, and faults: the
+database going away and coming back, and a worker killed while readers post.
 
 Case 53: mail goes through an outbox written in the comment's own transaction and sent by
 `send-mail` afterwards, against a real local SMTP server, one that refuses and one that hangs.
