@@ -5,6 +5,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import db_engine  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE, registered on import)
+from .addresses import CanonicalRemoteAddr
 from .config import DEFAULTS, DEV_SECRET_KEY
 from .extensions import csrf, db, limiter, login_manager, migrate
 
@@ -55,6 +56,7 @@ def configure(app: Flask, config: dict | None) -> None:
             "SECRET_KEY is the built-in development value. Set MODERATION_SECRET_KEY, "
             "or SECRET_KEY in instance/config.py (see instance/config.py.example)."
         )
+    app.wsgi_app = CanonicalRemoteAddr(app.wsgi_app)
     if app.config["PROXY_COUNT"]:
         count = int(app.config["PROXY_COUNT"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm import aliased
 
-from . import notifications, rules, sanitize, tokens, webhooks
+from . import addresses, notifications, rules, sanitize, tokens, webhooks
 from .extensions import db
 from .models import Article, AuditEvent, AuthorTrust, Ban, Comment, Site, User, VerifiedEmail, utcnow
 from .rules import Status
@@ -150,10 +150,13 @@ def is_known_author(site: Site, author_key: str | None) -> bool:
 
 
 def seconds_since_last_from(site: Site, ip: str | None) -> float | None:
+    """Since the site's last comment from this client: this IPv4 address, or this IPv6 /64."""
     if not ip:
         return None
+    prefix = addresses.ipv6_prefix(ip)
+    same_client = Comment.ip.like(prefix + "%") if prefix else Comment.ip == ip
     last = db.session.scalar(sa.select(sa.func.max(Comment.created_at))
-                             .where(Comment.site_id == site.id, Comment.ip == ip))
+                             .where(Comment.site_id == site.id, same_client))
     return (utcnow() - last).total_seconds() if last else None
 
 

@@ -1,6 +1,4 @@
 """The Flask extensions, created unbound and initialised in create_app."""
-import ipaddress
-
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -8,6 +6,8 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
+
+from .addresses import client_key
 
 
 class Base(DeclarativeBase):
@@ -23,14 +23,7 @@ login_manager = LoginManager()
 def client_network() -> str:
     """Whom a request rate limit counts: the client's IPv4 address, or its IPv6 /64, which one
     household or server usually holds whole."""
-    address = get_remote_address()
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if ip.version == 6 and ip.ipv4_mapped is None:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(getattr(ip, "ipv4_mapped", None) or ip)
+    return client_key(get_remote_address())
 
 
 # Storage and switches come from the RATELIMIT_* config; limits are set per view.

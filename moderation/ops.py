@@ -39,6 +39,14 @@ def start_request() -> None:
     g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
+def logged_path() -> str:
+    """The path, with a token in it (the links in emails) logged as "<token>": the token is the
+    key to a moderator's decision or a reader's subscription, and logs are read by many."""
+    if request.url_rule is not None and "token" in (request.view_args or {}):
+        return request.url_rule.rule
+    return request.path
+
+
 def log_request(response: Response) -> Response:
     """No IP address or query string in the line: logs outlive the retention rules."""
     if "request_id" not in g:  # an earlier before_request hook answered first
@@ -46,7 +54,7 @@ def log_request(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.request_id
     if current_app.config["REQUEST_LOG"]:
         log.info(json.dumps({
-            "request_id": g.request_id, "method": request.method, "path": request.path,
+            "request_id": g.request_id, "method": request.method, "path": logged_path(),
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - g.request_started) * 1000, 2),
         }))

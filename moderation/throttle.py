@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from .addresses import client_key
 from .extensions import db
 from .models import LoginThrottle, utcnow
 
@@ -16,7 +17,7 @@ LONGEST_WAIT = 15 * 60
 def keys_for(email: str, ip: str | None) -> list[str]:
     keys = [f"email:{email.strip().lower()}"[:300]]
     if ip:
-        keys.append(f"ip:{ip}")
+        keys.append(f"ip:{client_key(ip)}")
     return keys
 
 

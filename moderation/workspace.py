@@ -8,6 +8,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from . import comments, queue, sanitize, webhooks
+from .addresses import client_key
 from .comments import ACTIONS, Conflict
 from .extensions import db
 from .models import AuditEvent, Ban, Comment, Report, User, utcnow
@@ -129,8 +130,9 @@ def undo_last(user: User) -> Comment | None:
 
 
 def reader_of(author_key: str | None, ip: str | None) -> str:
-    """Who is reporting: the signed author token's key if the reader has one, else the IP."""
-    return f"key:{author_key}" if author_key else f"ip:{ip or 'unknown'}"
+    """Who is reporting: the signed author token's key if the reader has one, else the IP
+    address (an IPv6 /64 is one reader)."""
+    return f"key:{author_key}" if author_key else f"ip:{client_key(ip) if ip else 'unknown'}"
 
 
 def report(comment: Comment, reader: str, reason: str, text: str) -> str:

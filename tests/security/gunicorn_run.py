@@ -34,6 +34,14 @@ def local_session() -> requests.Session:
     return session
 
 
+# gunicorn kills a worker silent for WORKER_TIMEOUT seconds; clients wait longer than that, so
+# a request slowed by a stalled disk or database (seen for over 30 s on a loaded machine) ends
+# in an answer, or in a cut connection from gunicorn, never in the client giving up first while
+# the server may still commit it.
+WORKER_TIMEOUT = 60
+CLIENT_TIMEOUT = WORKER_TIMEOUT + 30
+
+
 class Gunicorn:
     """gunicorn wsgi:app with N workers on a free loopback port; stopped on exit."""
 
@@ -47,7 +55,7 @@ class Gunicorn:
                "MODERATION_REQUEST_LOG": "false"}
         self.process = subprocess.Popen(
             [GUNICORN, "wsgi:app", "-b", f"127.0.0.1:{self.port}", "-w", str(workers), "--graceful-timeout", "5",
-             "--timeout", "60"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+             "--timeout", str(WORKER_TIMEOUT)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=die_with_parent, start_new_session=True)
 
     def __enter__(self):
@@ -99,6 +107,7 @@ class Posters:
         self.statuses: dict[int, int] = {}
         self.failures = 0  # connections cut under the request: not acknowledged, so not promised
         self.errors: list[str] = []
+        self.slowest = 0.0  # seconds, of any answer
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._post, args=(n,), daemon=True) for n in range(count)]
@@ -109,9 +118,16 @@ class Posters:
         return self
 
     def __exit__(self, *exc):
+        """Stop posting and wait for every request in flight to end, so nothing is counted late."""
         self.stop.set()
         for thread in self.threads:
-            thread.join(timeout=60)
+            thread.join(timeout=CLIENT_TIMEOUT + 30)
+        assert not any(thread.is_alive() for thread in self.threads), "a poster is still waiting for an answer"
+
+    def wait_for(self, count: int, deadline: float) -> None:
+        """Until count comments were acknowledged in all, or time.monotonic() passed deadline."""
+        while len(self.acknowledged) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def _post(self, n: int):
         session, sent = local_session(), 0
@@ -119,9 +135,10 @@ class Posters:
             sent += 1
             body = {"site": self.site_key, "url": ARTICLE, "title": "Load", "name": f"Poster {n}",
                     "email": f"poster{n}@example.org", "body": f"Comment {sent} from poster {n}."}
+            started = time.monotonic()
             try:
                 answer = session.post(self.base + "/api/v1/comments", json=body, headers={"Origin": ORIGIN},
-                                      timeout=30)
+                                      timeout=CLIENT_TIMEOUT)
             except requests.RequestException as error:
                 with self.lock:
                     self.failures += 1
@@ -129,6 +146,7 @@ class Posters:
                 session = local_session()
                 continue
             with self.lock:
+                self.slowest = max(self.slowest, time.monotonic() - started)
                 self.statuses[answer.status_code] = self.statuses.get(answer.status_code, 0) + 1
                 if answer.status_code == 201:
                     self.acknowledged.append(answer.json()["id"])

@@ -1,15 +1,24 @@
 """Section B of security-cases.md: CSRF, embedding, CORS and cookies, cases 15-22.
 
-Case 22 covers the moderation URLs that exist today (POST only, GET refused); signed
-approve/reject links in emails wait for the mail feature of issue 6 (skipped test below)."""
+Case 22 covers the queue's moderation URLs (POST only, GET refused) and the approve / reject
+links in moderators' emails: a GET (a mail scanner's prefetch) only shows a confirmation page,
+the POST from that page acts, and the link's token is signed, expires, and names one comment,
+one moderator and one action, none of which can be changed."""
+import base64
+import json
 import re
+import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
+import itsdangerous
 import pytest
+import sqlalchemy as sa
+from itsdangerous import URLSafeTimedSerializer
 
-from moderation import create_app
+from moderation import create_app, notifications
 from moderation.extensions import db
-from moderation.models import Comment, User
+from moderation.models import AuditEvent, Comment, Site, User
 from moderation.rules import Status
 
 from ..conftest import ARTICLE, ORIGIN, PASSWORD, Auth
@@ -200,6 +209,127 @@ def test_case_22_a_get_never_changes_a_comment(app, client, pending, moderator, 
     assert status_of(app, pending) == Status.PENDING
 
 
-@pytest.mark.skip(reason="signed approve/reject links in notification emails are issue 6 (mail), not built yet")
-def test_case_22_email_moderation_link_confirms_on_get_and_acts_on_post():
-    pass
+MAIL_LINK = re.compile(r"(Approve|Reject): http://comments\.test(/mail/moderate/\S+)")
+
+
+@pytest.fixture
+def emailed(app, client, site, make_user, inbox, mail_each):
+    """Two held comments and the approve / reject links one moderator got for each, by email."""
+    user_id = make_user("mod@example.org", sites=[site])
+    mail_each(user_id, site)
+    ids = [post_api(client, site, body=f"Held comment {n}.").get_json()["id"] for n in (1, 2)]
+    with app.app_context():
+        assert notifications.drain().sent == 2
+    links = {}
+    for _, message in inbox.messages:
+        text = message.get_content()
+        [comment_id] = [i for n, i in enumerate(ids, 1) if f"Held comment {n}." in text]
+        links[comment_id] = {action.lower(): path for action, path in MAIL_LINK.findall(text)}
+    assert sorted(links) == ids and all(set(pair) == {"approve", "reject"} for pair in links.values())
+    return user_id, ids, links
+
+
+def token_of(path: str) -> str:
+    return path.rsplit("/", 1)[1]
+
+
+def reforged(path: str, **changes) -> str:
+    """The link with its payload changed and its timestamp and signature kept."""
+    payload, timestamp, signature = token_of(path).split(".")
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data.update(changes)
+    forged = base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).rstrip(b"=").decode()
+    return f"/mail/moderate/{forged}.{timestamp}.{signature}"
+
+
+def decide_by_link(client, path, version=1):
+    return client.post(path, data={"version": version})
+
+
+def test_case_22_email_link_get_only_confirms_and_post_acts(app, client, emailed):
+    _, (first, second), links = emailed
+    for _ in range(3):  # a scanner may fetch a link several times, and try HEAD
+        page = client.get(links[first]["approve"])
+        assert page.status_code == 200 and "Approve this comment?" in page.get_data(as_text=True)
+        assert client.head(links[first]["reject"]).status_code == 200
+    assert page.headers["Cache-Control"] == "no-store"
+    assert status_of(app, first) == status_of(app, second) == Status.PENDING
+    form = Markup(page.get_data(as_text=True)).find("form")
+    assert form and form[0].get("method") == "post"
+    # The form's extra fields cannot change what the link does or to which comment.
+    done = client.post(links[first]["approve"], data={"version": 1, "action": "reject", "comment_id": second})
+    assert done.status_code == 200
+    assert status_of(app, first) == Status.APPROVED and status_of(app, second) == Status.PENDING
+    with app.app_context():
+        [event] = db.session.scalars(sa.select(AuditEvent)).all()
+        assert (event.comment_id, event.action, event.actor) == (first, "approve", "mod@example.org")
+
+
+def test_case_22_email_link_post_needs_the_confirmation_pages_csrf_token(app, client, emailed):
+    _, (first, _), links = emailed
+    app.config["WTF_CSRF_ENABLED"] = True
+    cross_site = app.test_client()  # a forged form elsewhere, or a scanner that submits forms
+    assert cross_site.post(links[first]["approve"], data={"version": 1}).status_code == 400
+    assert status_of(app, first) == Status.PENDING
+    page = client.get(links[first]["approve"]).get_data(as_text=True)
+    fields = {attrs["name"]: attrs.get("value", "") for attrs in Markup(page).find("input")}
+    assert client.post(links[first]["approve"], data=fields).status_code == 200
+    assert status_of(app, first) == Status.APPROVED
+
+
+def test_case_22_email_link_token_cannot_be_tampered_with(app, client, site, emailed):
+    user_id, (first, second), links = emailed
+    approve = links[first]["approve"]
+    other_key = URLSafeTimedSerializer("another-secret", salt=notifications.LINK_SALT)
+    with app.app_context():
+        unsubscribe_shaped = notifications.unsubscribe_token(c=second, u=user_id, a="approve")
+    forged = {
+        "signature changed": approve[:-2] + ("AA" if not approve.endswith("AA") else "BB"),
+        "another comment's id": reforged(approve, c=second),
+        "another action": reforged(approve, a="reject"),
+        "an unknown action": reforged(approve, a="delete"),
+        "another moderator": reforged(approve, u=user_id + 1),
+        "signed with another key": "/mail/moderate/" + other_key.dumps({"c": second, "u": user_id, "a": "reject"}),
+        "signed for unsubscribing": "/mail/moderate/" + unsubscribe_shaped,
+        "not a token": "/mail/moderate/" + f"{second}-approve",
+    }
+    for what, path in forged.items():
+        assert client.get(path).status_code == 400, what
+        assert decide_by_link(client, path).status_code == 400, what
+        assert "not valid" in client.get(path).get_data(as_text=True), what
+    assert status_of(app, first) == status_of(app, second) == Status.PENDING
+    # One comment's reject link is no use on the other, and each link does its own action only.
+    assert decide_by_link(client, links[second]["reject"]).status_code == 200
+    assert status_of(app, second) == Status.REJECTED and status_of(app, first) == Status.PENDING
+
+
+def link_made_ago(app, monkeypatch, comment_id, user_id, age: timedelta) -> str:
+    made = time.time() - age.total_seconds()
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: int(made))
+    with app.app_context():
+        link = notifications.moderation_link(db.session.get(Comment, comment_id), db.session.get(User, user_id),
+                                             "approve")
+    monkeypatch.undo()
+    return urlsplit(link).path
+
+
+def test_case_22_email_link_expires(app, client, emailed, monkeypatch):
+    user_id, (first, second), _ = emailed
+    assert app.config["MAIL_LINK_MAX_AGE"] == 7 * 24 * 3600
+    old = link_made_ago(app, monkeypatch, first, user_id, timedelta(days=7, minutes=1))
+    assert client.get(old).status_code == 400 and decide_by_link(client, old).status_code == 400
+    assert status_of(app, first) == Status.PENDING
+    recent = link_made_ago(app, monkeypatch, second, user_id, timedelta(days=6, hours=23))
+    assert client.get(recent).status_code == 200 and decide_by_link(client, recent).status_code == 200
+    assert status_of(app, second) == Status.APPROVED
+
+
+def test_case_22_email_link_dies_when_the_moderator_loses_the_site(app, client, emailed, make_site):
+    user_id, (first, _), links = emailed
+    elsewhere = make_site("Hillside Herald")
+    with app.app_context():
+        db.session.get(User, user_id).sites = [db.session.get(Site, elsewhere.id)]
+        db.session.commit()
+    assert client.get(links[first]["approve"]).status_code == 400
+    assert decide_by_link(client, links[first]["approve"]).status_code == 400
+    assert status_of(app, first) == Status.PENDING

@@ -1,15 +1,18 @@
 """Section D of security-cases.md: Unicode, size, headers and rate, cases 35-41.
 
-Case 37: no email is sent yet (mail is issue 6); what the test checks here is that no CR, LF or
-encoded-word header trick survives into a stored name or email, where a mailer would read it.
-Case 40: there are no votes or flags from readers, so only the posting rate applies."""
+Case 37: the test here checks that no CR, LF or encoded-word header trick survives into a
+stored name or email; that none reaches the headers of a sent email is tested with a real SMTP
+server in tests/test_notifications.py (test_names_and_subjects_cannot_inject_headers).
+Case 40: there are no votes or flags from readers, so only the posting rate applies.
+Case 41: addresses are tested as REMOTE_ADDR and as X-Forwarded-For behind one trusted proxy."""
 import json
 
 import pytest
 
-from moderation import sanitize
+from moderation import create_app, sanitize, throttle
+from moderation.rules import Status
 from ..conftest import ARTICLE, ORIGIN, comment_fields
-from .support import Markup, comment_ids, form_data, post_api, post_form, stored
+from .support import Markup, comment_ids, form_data, post_api, post_form, publish, stored
 
 INVISIBLE = "\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d"
 
@@ -135,19 +138,86 @@ def test_case_40_posting_faster_than_the_flood_limit_gets_429(app, client, make_
     assert len(comment_ids(app)) == 1
 
 
-@pytest.mark.parametrize(("remote", "expected"), [("2001:db8::1", "2001:db8::"), ("::ffff:192.0.2.1", "192.0.2.")])
-def test_case_41_ipv6_and_mapped_addresses_are_parsed_and_stored(app, client, site, remote, expected):
-    response = client.post("/api/v1/comments", json=comment_fields(site), headers={"Origin": ORIGIN},
-                           environ_base={"REMOTE_ADDR": remote})
-    assert response.status_code == 201
-    ip = stored(app, response.get_json()["id"]).ip
-    assert ip and (ip.startswith(expected) or ip.startswith("::ffff:192.0.2."))
+@pytest.fixture
+def proxied(app):
+    """The same service behind one trusted reverse proxy (PROXY_COUNT = 1): the client's address
+    is the last X-Forwarded-For entry."""
+    return create_app({**app.config, "PROXY_COUNT": 1}).test_client()
 
 
-@pytest.mark.skip(reason="limits per IPv6 /64 need the rate limiter's key (issue 3) or IPs stored as /64 (issue 6)")
-def test_case_41_flood_limit_applies_per_ipv6_64(app, client, make_site):
+def by_remote_addr(client, site, ip, **changes):
+    return client.post("/api/v1/comments", json=comment_fields(site, **changes), headers={"Origin": ORIGIN},
+                       environ_base={"REMOTE_ADDR": ip})
+
+
+def by_forwarded_for(client, site, ip, **changes):
+    return client.post("/api/v1/comments", json=comment_fields(site, **changes),
+                       headers={"Origin": ORIGIN, "X-Forwarded-For": f"203.0.113.250, {ip}"},
+                       environ_base={"REMOTE_ADDR": "10.0.0.2"})
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    ("2001:db8::1", "2001:db8:0:0:0:0:0:1"), ("2001:DB8:0::0001", "2001:db8:0:0:0:0:0:1"),
+    ("[2001:db8::1]:443", "2001:db8:0:0:0:0:0:1"), ("fe80::1%eth0", "fe80:0:0:0:0:0:0:1"),
+    ("::ffff:192.0.2.1", "192.0.2.1"), ("[::ffff:192.0.2.1]:8080", "192.0.2.1"), ("192.0.2.1:51234", "192.0.2.1"),
+    ("unknown", None), ("x" * 80, None)])
+@pytest.mark.parametrize("send", [by_remote_addr, by_forwarded_for])
+def test_case_41_ipv6_ports_and_mapped_addresses_are_parsed_and_stored_one_way(
+        app, client, proxied, site, send, given, kept):
+    response = send(proxied if send is by_forwarded_for else client, site, given)
+    assert response.status_code == 201, response.get_json()
+    assert stored(app, response.get_json()["id"]).ip == kept
+
+
+@pytest.mark.parametrize("send", [by_remote_addr, by_forwarded_for])
+@pytest.mark.parametrize(("first", "second", "limited"), [
+    ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", True), ("[2001:db8:1:2::1]:443", "2001:db8:1:2::7", True),
+    ("2001:db8:1:2::1", "2001:db8:1:3::1", False), ("2001:db8:1:2:0:0:1:0", "2001:db8:1:2::1:0:0", True),
+    ("198.51.100.7", "::ffff:198.51.100.7", True), ("198.51.100.7", "198.51.100.70", False)])
+def test_case_41_flood_limit_counts_an_ipv6_64_as_one_client(app, client, proxied, make_site, send, first, second,
+                                                             limited):
     site = make_site(flood_seconds=60)
-    post = lambda ip, body: client.post("/api/v1/comments", json=comment_fields(site, body=body),  # noqa: E731
-                                        headers={"Origin": ORIGIN}, environ_base={"REMOTE_ADDR": ip})
-    assert post("2001:db8:1:2::1", "First.").status_code == 201
-    assert post("2001:db8:1:2::ffff", "From the same /64.").status_code == 429
+    posting = proxied if send is by_forwarded_for else client
+    assert send(posting, site, first, body="First.").status_code == 201
+    response = send(posting, site, second, body="From the same client?", email="other@example.org")
+    assert response.status_code == (429 if limited else 201), response.get_json()
+    assert len(comment_ids(app)) == (1 if limited else 2)
+
+
+@pytest.mark.parametrize("send", [by_remote_addr, by_forwarded_for])
+@pytest.mark.parametrize(("first", "second", "limited"), [
+    ("[2001:db8:1:2::1]:443", "2001:db8:1:2::ffff", True), ("2001:db8:1:2::1", "2001:db8:1:3::1", False),
+    ("::ffff:198.51.100.7", "198.51.100.7:4711", True)])
+def test_case_41_rate_limit_counts_an_ipv6_64_as_one_client(app, client, proxied, site, send, first, second, limited):
+    app.config["COMMENT_RATE_LIMIT"] = "1 per minute"
+    posting = proxied if send is by_forwarded_for else client
+    if send is by_forwarded_for:
+        posting.application.config["COMMENT_RATE_LIMIT"] = "1 per minute"
+    assert send(posting, site, first, body="First.").status_code == 201
+    response = send(posting, site, second, body="Second.", email="other@example.org")
+    assert (response.status_code == 429) == limited
+
+
+@pytest.mark.parametrize("send", ["REMOTE_ADDR", "X-Forwarded-For"])
+def test_case_41_reader_reports_count_an_ipv6_64_as_one_reader(app, client, proxied, make_site, send):
+    site = make_site(report_threshold=2)
+    comment_id = publish(app, client, site)
+    reporting = proxied if send == "X-Forwarded-For" else client
+
+    def report(ip):
+        where = ({"headers": {"X-Forwarded-For": ip}, "environ_base": {"REMOTE_ADDR": "10.0.0.2"}}
+                 if send == "X-Forwarded-For" else {"environ_base": {"REMOTE_ADDR": ip}})
+        return reporting.post(f"/embed/{site.key}/comments/{comment_id}/report", query_string={"url": ARTICLE},
+                              data={"reason": "spam", "text": ""}, **where)
+
+    assert report("[2001:db8:1:2::1]:443").status_code == 200
+    assert report("2001:db8:1:2::99").status_code == 200  # the same reader again: counted once
+    assert stored(app, comment_id).reports == 1 and stored(app, comment_id).status == Status.APPROVED
+    assert report("2001:db8:1:3::1").status_code == 200  # a second reader: past the threshold
+    assert stored(app, comment_id).reports == 2 and stored(app, comment_id).status == Status.PENDING
+
+
+def test_case_41_login_throttle_counts_an_ipv6_64_as_one_address():
+    assert throttle.keys_for("a@example.org", "2001:db8:1:2::1")[1] == \
+        throttle.keys_for("b@example.org", "2001:db8:1:2:ffff::9")[1] == "ip:2001:db8:1:2::/64"
+    assert throttle.keys_for("a@example.org", "::ffff:198.51.100.7")[1] == "ip:198.51.100.7"
