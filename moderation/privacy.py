@@ -292,19 +292,26 @@ def apply(comment: Comment, **values) -> None:
 @dataclass
 class Purge:
     ips_removed: dict[str, int] = field(default_factory=dict)  # site key -> comments
+    reports_removed: dict[str, int] = field(default_factory=dict)  # site key -> reports made from an IP address
+    throttles_removed: int = 0
     messages_removed: int = 0
 
     def lines(self) -> list[str]:
         out = [f"{site}: removed the IP address and user agent of {n} comment(s)"
                for site, n in self.ips_removed.items() if n]
-        if not any(self.ips_removed.values()):
+        out += [f"{site}: removed the IP address from {n} reader's report(s)"
+                for site, n in self.reports_removed.items() if n]
+        if not any(self.ips_removed.values()) and not any(self.reports_removed.values()):
             out.append("No IP addresses had expired.")
+        out.append(f"Removed {self.throttles_removed} login throttle(s) by IP address that no longer block.")
         out.append(f"Removed {self.messages_removed} sent email(s) older than {SENT_MAIL_DAYS} days.")
         return out
 
 
 def purge(now: datetime | None = None) -> Purge:
-    """Remove each site's IP addresses (and user agents) older than its ip_retention_days."""
+    """Remove each site's IP addresses (and user agents) older than its ip_retention_days, from
+    comments and from the reports of readers who had no author token; and login throttling by IP
+    address once it no longer blocks."""
     now = now or utcnow()
     report = Purge()
     for site in db.session.scalars(sa.select(Site).order_by(Site.id)):
@@ -316,9 +323,21 @@ def purge(now: datetime | None = None) -> Purge:
             .values(ip=None, user_agent="")
             .execution_options(synchronize_session=False))
         report.ips_removed[site.key] = result.rowcount
-        if result.rowcount:
+        reports = db.session.execute(
+            sa.update(Report)
+            .where(Report.reader.like("ip:%"), Report.created_at < now - timedelta(days=days),
+                   Report.comment_id.in_(sa.select(Comment.id).where(Comment.site_id == site.id)))
+            .values(reader=sa.literal("expired:") + sa.cast(Report.id, sa.String))
+            .execution_options(synchronize_session=False))
+        report.reports_removed[site.key] = reports.rowcount
+        if result.rowcount or reports.rowcount:
             db.session.add(AuditEvent(site_id=site.id, actor="purge", action="ip-purge",
-                                      detail={"comments": result.rowcount, "days": days}))
+                                      detail={"comments": result.rowcount, "reports": reports.rowcount, "days": days}))
+    report.throttles_removed = db.session.execute(
+        sa.delete(LoginThrottle)
+        .where(LoginThrottle.key.like("ip:%"),
+               sa.or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until < now))
+        .execution_options(synchronize_session=False)).rowcount
     result = db.session.execute(
         sa.delete(OutboxMessage)
         .where(OutboxMessage.sent_at < now - timedelta(days=SENT_MAIL_DAYS))

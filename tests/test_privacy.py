@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from moderation import notifications, privacy, rules, throttle, webhooks, workspace
 from moderation.extensions import db
-from moderation.models import AuditEvent, AuthorTrust, Claim, Comment, Report, Site, UsedFormToken, User, utcnow
+from moderation.models import (AuditEvent, AuthorTrust, Claim, Comment, LoginThrottle, Report, Site, UsedFormToken,
+                               User, utcnow)
 from moderation.notifications import NotificationSetting, OutboxMessage
 
 from .conftest import ARTICLE, Auth
@@ -107,6 +108,28 @@ def test_purge_removes_ip_addresses_older_than_the_sites_retention(app, runner, 
     again = runner.invoke(args=["purge"])
     assert "No IP addresses had expired." in again.output
     assert len(audit_rows(app, "ip-purge")) == 2
+
+
+def test_purge_removes_old_ip_addresses_from_reports_and_login_throttling(app, runner, site):
+    mine = store_comment(app, site, email=OTHER)
+    with app.app_context():
+        old, recent, by_token = (Report(comment_id=mine, reader=reader, reason="spam", created_at=utcnow() - age)
+                                 for reader, age in (("ip:198.51.100.8", timedelta(days=31)),
+                                                     ("ip:198.51.100.9", timedelta(days=2)),
+                                                     ("key:abc", timedelta(days=31))))
+        db.session.add_all([old, recent, by_token])
+        throttle.record_failure(throttle.keys_for(EMAIL, "198.51.100.8"))
+        db.session.add(LoginThrottle(key="ip:198.51.100.66", failures=30, blocked_until=utcnow() + timedelta(minutes=5)))
+        db.session.commit()
+        old_id = old.id
+    result = runner.invoke(args=["purge"])
+    assert result.exit_code == 0, result.output
+    assert f"{site.key}: removed the IP address from 1 reader's report(s)" in result.output
+    assert "Removed 1 login throttle(s) by IP address that no longer block." in result.output
+    with app.app_context():
+        readers = set(db.session.scalars(sa.select(Report.reader)))
+        assert readers == {"ip:198.51.100.9", "key:abc", f"expired:{old_id}"}
+        assert set(db.session.scalars(sa.select(LoginThrottle.key))) == {f"email:{EMAIL}", "ip:198.51.100.66"}
 
 
 def test_ip_retention_days_is_a_rule_with_a_default_of_30():
