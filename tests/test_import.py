@@ -256,3 +256,22 @@ def test_an_unreadable_date_names_the_comment_and_line(app, runner, site, tmp_pa
     assert result.exit_code == 1 and "comment 112 has the date 'yesterday at noon'" in result.output
     with app.app_context():
         assert count(Comment) == 0
+
+
+def searchable(app, words: str) -> set[str]:
+    from moderation import search
+
+    with app.app_context():
+        return set(db.session.scalars(sa.select(Comment.author_name).where(search.matching(words))))
+
+
+@pytest.mark.parametrize("bad_file", [None, "wordpress-bad-status.xml"])
+def test_imported_comments_are_searchable_and_new_ones_still_indexed(app, runner, site, post_comment, bad_file):
+    if bad_file:  # a failed import leaves the index and its trigger as they were
+        assert run_import(runner, "wordpress", bad_file, site).exit_code == 1
+    else:
+        assert run_import(runner, "wordpress", "wordpress.xml", site).exit_code == 0
+        assert searchable(app, "Lovelace") == {"Ada Lovelace"}
+        assert "Ada Lovelace" in searchable(app, "example org")  # every column: the email too
+    post_comment(site, name="Posted Afterwards", body="Comments posted after an import are found too.")
+    assert searchable(app, "afterwards") == {"Posted Afterwards"}
