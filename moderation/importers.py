@@ -3,6 +3,7 @@ element by element, all or nothing, and idempotent through each comment's source
 (Comment.import_ref); and our own JSON export of a site with its import.
 Never commits: the caller commits, or rolls back when ImportFailed is raised."""
 import ipaddress
+import multiprocessing
 import os
 import re
 import unicodedata
@@ -273,7 +274,9 @@ class Importer:
         self.later: list[tuple[str, str]] = []  # (ref, parent ref) for parents not stored yet
         self.touched: set[int] = set()  # articles that got comments, whose cached threads are stale
         self.in_flight: tuple | None = None  # (batch, bodies, rendered bodies) sent to the workers
-        self.pool = ProcessPoolExecutor(workers) if workers > 1 else None
+        # Spawned, not forked: a forked worker would share the database connection's socket, and would
+        # outlive an import that is killed (it keeps its own copy of the pipe it waits on).
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
         self.search_trigger = pause_sqlite_search_trigger()
         self.last_id_before = db.session.scalar(sa.select(sa.func.max(Comment.id))) or 0
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from moderation import importers
+from moderation import importers, sanitize
 from moderation.extensions import db
-from moderation.models import Article, AuditEvent, Comment
+from moderation.models import Article, AuditEvent, Comment, Site
 from moderation.rules import Status
 
 from .conftest import ARTICLE, ORIGIN, count
@@ -275,3 +275,13 @@ def test_imported_comments_are_searchable_and_new_ones_still_indexed(app, runner
         assert "Ada Lovelace" in searchable(app, "example org")  # every column: the email too
     post_comment(site, name="Posted Afterwards", body="Comments posted after an import are found too.")
     assert searchable(app, "afterwards") == {"Posted Afterwards"}
+
+
+def test_worker_processes_render_the_same_html(app, site):
+    """Big files render comment HTML in spawned worker processes; the result is the same."""
+    with app.app_context(), open(DATA / "wordpress.xml", "rb") as file:
+        report = importers.import_file(db.session.get(Site, site.id), "wordpress", file, "test", "sample", workers=2)
+        db.session.commit()
+        stored = db.session.scalars(sa.select(Comment)).all()
+        assert report.added == len(stored) == 7
+        assert all(comment.body_html == sanitize.render(comment.body) for comment in stored)
