@@ -139,11 +139,15 @@ class WebhookForm(FlaskForm):
     url = URLField("URL", filters=[clean_line], validators=[
         DataRequired("Please enter the URL that receives the events."), Length(max=2000, message="At most 2000 characters.")])
     events = CheckboxesField("Events", choices=[(event, event) for event in webhooks.EVENTS],
-                             default=list(webhooks.EVENTS), render_kw={"class": "checks"},
-                             validators=[DataRequired("Please choose at least one event.")])
+                             default=list(webhooks.EVENTS), render_kw={"class": "checks"})
 
     def validate_url(self, field) -> None:
         try:
             field.data = webhooks.validate_url(field.data)
         except ValueError as error:
             raise ValidationError(f"The URL {error}.")
+
+    def validate_events(self, field) -> None:
+        # Not DataRequired: that would mark every checkbox required, as if each had to be ticked.
+        if not field.data:
+            raise ValidationError("Please choose at least one event.")
