@@ -276,7 +276,8 @@ class Importer:
         self.in_flight: tuple | None = None  # (batch, bodies, rendered bodies) sent to the workers
         # Spawned, not forked: a forked worker would share the database connection's socket, and would
         # outlive an import that is killed (it keeps its own copy of the pipe it waits on).
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+        spawn = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else None
         self.search_trigger = pause_sqlite_search_trigger()
         self.last_id_before = db.session.scalar(sa.select(sa.func.max(Comment.id))) or 0
 
