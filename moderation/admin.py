@@ -1,15 +1,16 @@
 """Admin pages at /admin/: sites and their embed snippet, people and their sites, and each site's
-settings (its rules, closed articles, trusted and untrusted authors, and the rule test bench).
-Sites and people are for admins; a site's settings also for the moderators of that site."""
+settings (its rules, closed articles, trusted and untrusted authors, and the rule test bench) and
+webhooks. Sites and people are for admins; a site's settings and webhooks also for the moderators
+of that site."""
 import secrets
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from . import comments, rule_preview, rules
+from . import comments, rule_preview, rules, webhooks
 from .admin_forms import (AssignForm, BenchForm, DistrustEmailForm, SettingsForm, SiteForm, TrustForm, UserForm,
-                          lines)
+                          WebhookForm, lines)
 from .extensions import db
 from .models import Article, AuditEvent, AuthorTrust, Role, Site, User
 
@@ -298,3 +299,64 @@ def remove_mark(key: str, mark_id: int):
     db.session.commit()
     flash("The mark is removed.", "success")
     return redirect(url_for("admin.settings", key=site.key) + "#trust")
+
+
+# --- webhooks ------------------------------------------------------------------------
+
+
+def hook_or_404(site: Site, hook_id: int) -> webhooks.Webhook:
+    hook = db.session.scalar(sa.select(webhooks.Webhook).where(webhooks.Webhook.id == hook_id,
+                                                               webhooks.Webhook.site_id == site.id))
+    if hook is None:
+        abort(404, description=f"There is no webhook {hook_id} on this site.")
+    return hook
+
+
+def render_webhooks(site: Site, form: WebhookForm | None = None, status: int = 200, created=None):
+    hooks = db.session.scalars(sa.select(webhooks.Webhook).where(webhooks.Webhook.site_id == site.id)
+                               .order_by(webhooks.Webhook.id)).all()
+    response = current_app.make_response((render_template(
+        "admin/webhooks.html", site=site, hooks=hooks, deliveries=webhooks.deliveries([h.id for h in hooks]),
+        form=form or WebhookForm(formdata=None), created=created), status))
+    response.headers["Cache-Control"] = "no-store"  # a new hook's secret is on the page once
+    return response
+
+
+@bp.get("/sites/<key>/webhooks")
+def site_webhooks(key: str):
+    return render_webhooks(site_or_404(key))
+
+
+@bp.post("/sites/<key>/webhooks")
+def add_webhook(key: str):
+    site = site_or_404(key)
+    form = WebhookForm()
+    if not form.validate():
+        return render_webhooks(site, form, 400)
+    hook = webhooks.register(site, form.url.data, form.events.data)
+    audit(site, "webhook-added", url=hook.url, events=hook.events)
+    db.session.commit()
+    return render_webhooks(site, created=hook)
+
+
+@bp.post("/sites/<key>/webhooks/<int:hook_id>/test")
+def test_webhook(key: str, hook_id: int):
+    site = site_or_404(key)
+    hook = hook_or_404(site, hook_id)
+    webhooks.enqueue_test(hook, site)
+    audit(site, "webhook-tested", url=hook.url)
+    db.session.commit()
+    flash(f"A test event to {hook.url} is queued; the send-mail worker delivers it shortly. "
+          "Reload this page to see how it went.", "success")
+    return redirect(url_for("admin.site_webhooks", key=site.key))
+
+
+@bp.post("/sites/<key>/webhooks/<int:hook_id>/delete")
+def delete_webhook(key: str, hook_id: int):
+    site = site_or_404(key)
+    hook = hook_or_404(site, hook_id)
+    db.session.delete(hook)
+    audit(site, "webhook-removed", url=hook.url)
+    db.session.commit()
+    flash(f"Events are no longer sent to {hook.url}.", "success")
+    return redirect(url_for("admin.site_webhooks", key=site.key))

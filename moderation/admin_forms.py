@@ -5,7 +5,7 @@ from wtforms import (BooleanField, EmailField, IntegerField, PasswordField, Radi
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from . import rules
+from . import rules, webhooks
 from .forms import clean_line, clean_text, email_syntax, web_address
 
 MIN_PASSWORD = 10
@@ -133,3 +133,21 @@ class TrustForm(FlaskForm):
 
     comment_id = IntegerField(validators=[InputRequired()])
     trusted = SelectField(choices=[("yes", "Trusted"), ("no", "Untrusted")])
+
+
+class WebhookForm(FlaskForm):
+    url = URLField("URL", filters=[clean_line], validators=[
+        DataRequired("Please enter the URL that receives the events."), Length(max=2000, message="At most 2000 characters.")])
+    events = CheckboxesField("Events", choices=[(event, event) for event in webhooks.EVENTS],
+                             default=list(webhooks.EVENTS), render_kw={"class": "checks"})
+
+    def validate_url(self, field) -> None:
+        try:
+            field.data = webhooks.validate_url(field.data)
+        except ValueError as error:
+            raise ValidationError(f"The URL {error}.")
+
+    def validate_events(self, field) -> None:
+        # Not DataRequired: that would mark every checkbox required, as if each had to be ticked.
+        if not field.data:
+            raise ValidationError("Please choose at least one event.")

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import secrets
 import socket
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -18,6 +19,8 @@ from .models import Comment, Site, utcnow
 from .notifications import OutboxMessage
 
 EVENTS = ("comment.created", "comment.approved", "comment.rejected", "comment.reported")
+TEST_EVENT = "webhook.test"
+PRIVATE_HINT = "webhooks go only to public addresses unless the operator sets WEBHOOK_ALLOW_PRIVATE"
 
 
 class Webhook(db.Model):
@@ -117,10 +120,38 @@ def deliver(message: OutboxMessage) -> None:
 
 
 def validate_url(url: str) -> str:
+    """The URL, if it is http(s) and its host is public (or private addresses are allowed);
+    ValueError says what is wrong. Delivery checks the address again when it connects."""
     parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or len(url) > 2000:
+    try:
+        parts.port
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.username
+            or len(url) > 2000):
         raise ValueError("must be an http(s) URL without a user name, at most 2000 characters")
+    if not current_app.config["WEBHOOK_ALLOW_PRIVATE"]:
+        check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
     return url.strip()
+
+
+def check_host(host: str, port: int) -> None:
+    """Refuse a host that is, or resolves to, a loopback or private address. A name that does not
+    resolve yet is accepted: delivery will fail, and say so, until it does."""
+    if host == "localhost" or host.endswith(".localhost"):
+        raise ValueError(f"points at this machine ({host}); {PRIVATE_HINT}")
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            addresses = [ipaddress.ip_address(info[4][0].partition("%")[0])
+                         for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+        except (socket.gaierror, UnicodeError):
+            return
+    for ip in addresses:
+        ip = getattr(ip, "ipv4_mapped", None) or ip
+        if not ip.is_global:
+            raise ValueError(f"points at {ip}, which is not a public address; {PRIVATE_HINT}")
 
 
 def register(site: Site, url: str, events: list[str]) -> Webhook:
@@ -131,3 +162,51 @@ def register(site: Site, url: str, events: list[str]) -> Webhook:
     db.session.add(hook)
     db.session.flush()
     return hook
+
+
+def enqueue_test(hook: Webhook, site: Site) -> None:
+    """Queue a "webhook.test" call to this hook alone, with a sample comment, to try the endpoint."""
+    now = utcnow()
+    body = json.dumps({"event": TEST_EVENT, "site": site.key, "comment": {
+        "id": 0, "parent_id": None, "status": "approved", "author": "Test", "website": "",
+        "body_html": "<p>A test event from the comment service.</p>", "article_url": "",
+        "created_at": now.isoformat() + "Z"}, "sent_at": now.isoformat() + "Z"}, separators=(",", ":"))
+    db.session.add(OutboxMessage(kind="webhook", site_id=site.id, recipient=hook.url, subject=TEST_EVENT,
+                                 payload={"webhook_id": hook.id, "body": body},
+                                 dedupe_key=f"hook:{hook.id}:{TEST_EVENT}:0:{secrets.token_hex(8)}"))
+
+
+@dataclass
+class Deliveries:
+    """What the outbox says of one hook's calls (`purge` drops sent ones after 30 days)."""
+
+    last: OutboxMessage | None = None  # the latest call tried
+    failing: int = 0  # calls that failed and will be retried
+    given_up: int = 0  # calls that failed every attempt
+
+    def status(self) -> str:
+        message = self.last
+        if message is None:
+            return "No call tried yet."
+        if message.sent_at:
+            return f"Delivered {message.subject} at {message.sent_at:%Y-%m-%d %H:%M} UTC."
+        if message.failed_at:
+            return f"Gave up on {message.subject} at {message.failed_at:%Y-%m-%d %H:%M} UTC: {message.last_error}"
+        return f"{message.subject} failed ({message.attempts} attempt(s)), will be retried: {message.last_error}"
+
+
+def deliveries(hook_ids: list[int]) -> dict[int, Deliveries]:
+    """Per hook: its latest tried call, and how many of its calls are failing or were given up."""
+    hook_id = OutboxMessage.payload["webhook_id"].as_integer()
+    found = {hook: Deliveries() for hook in hook_ids}
+    rows = db.session.scalars(sa.select(OutboxMessage).where(
+        OutboxMessage.kind == "webhook", hook_id.in_(hook_ids), OutboxMessage.attempts > 0)
+        .order_by(OutboxMessage.id)).all()
+    for message in rows:
+        seen = found[message.payload["webhook_id"]]
+        seen.last = message
+        if message.failed_at:
+            seen.given_up += 1
+        elif message.last_error and not message.sent_at:
+            seen.failing += 1
+    return found

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from moderation import importers
+from moderation import importers, sanitize
 from moderation.extensions import db
-from moderation.models import Article, AuditEvent, Comment
+from moderation.models import Article, AuditEvent, Comment, Site
 from moderation.rules import Status
 
 from .conftest import ARTICLE, ORIGIN, count
@@ -256,3 +256,32 @@ def test_an_unreadable_date_names_the_comment_and_line(app, runner, site, tmp_pa
     assert result.exit_code == 1 and "comment 112 has the date 'yesterday at noon'" in result.output
     with app.app_context():
         assert count(Comment) == 0
+
+
+def searchable(app, words: str) -> set[str]:
+    from moderation import search
+
+    with app.app_context():
+        return set(db.session.scalars(sa.select(Comment.author_name).where(search.matching(words))))
+
+
+@pytest.mark.parametrize("bad_file", [None, "wordpress-bad-status.xml"])
+def test_imported_comments_are_searchable_and_new_ones_still_indexed(app, runner, site, post_comment, bad_file):
+    if bad_file:  # a failed import leaves the index and its trigger as they were
+        assert run_import(runner, "wordpress", bad_file, site).exit_code == 1
+    else:
+        assert run_import(runner, "wordpress", "wordpress.xml", site).exit_code == 0
+        assert searchable(app, "Lovelace") == {"Ada Lovelace"}
+        assert "Ada Lovelace" in searchable(app, "example org")  # every column: the email too
+    post_comment(site, name="Posted Afterwards", body="Comments posted after an import are found too.")
+    assert searchable(app, "afterwards") == {"Posted Afterwards"}
+
+
+def test_worker_processes_render_the_same_html(app, site):
+    """Big files render comment HTML in spawned worker processes; the result is the same."""
+    with app.app_context(), open(DATA / "wordpress.xml", "rb") as file:
+        report = importers.import_file(db.session.get(Site, site.id), "wordpress", file, "test", "sample", workers=2)
+        db.session.commit()
+        stored = db.session.scalars(sa.select(Comment)).all()
+        assert report.added == len(stored) == 7
+        assert all(comment.body_html == sanitize.render(comment.body) for comment in stored)

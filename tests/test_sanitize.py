@@ -1,5 +1,7 @@
 """Tests for moderation.sanitize: the comment HTML policy."""
 
+import random
+import re
 from html.parser import HTMLParser
 
 import nh3
@@ -302,3 +304,20 @@ def test_any_text_renders_to_safe_stable_html(raw):
     hrefs = [tag for tag, attrs in markup.tags if tag == "a" and "href" in dict(attrs)]
     assert sanitize.count_links(html) == len(hrefs)
     assert "<" not in sanitize.plain_text(html) or "&lt;" in html
+
+
+# Plain text (no markup, entity or link) skips the parsers; it must come out exactly as through them.
+PLAIN_PIECES = [*"ab  \n\n\t\"'=/:.;#@", "é", "’", "😀", "\u2028", "\u3000", "\u200b", "\u0301", "\u202e",
+                "\ufeff", "\U000E0001", "\U0010FFFF", "www.example.org", "ftp:", "http", "mailto:x@y.org",
+                "\xa0", "\x0c", "\x85", "\ufdd0", "<", "&", "http://x.org"]
+
+
+def test_plain_text_renders_as_through_the_full_pipeline(monkeypatch):
+    rng = random.Random(7)
+    bodies = ["".join(rng.choice(PLAIN_PIECES) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    bodies += ["Line one\nline two\n\n\n  Next paragraph  \n \n \n last", "  \n  ", "x\n\xa0\ny"]
+    quick = [sanitize.render(body) for body in bodies]
+    took_the_short_way = sum(bool(sanitize._PLAIN_RE.fullmatch(body.strip())) and "://" not in body for body in bodies)
+    assert took_the_short_way > 500
+    monkeypatch.setattr(sanitize, "_PLAIN_RE", re.compile("(?!)"))  # never plain: always the parsers
+    assert [sanitize.render(body) for body in bodies] == quick

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 
 from moderation import notifications, webhooks
 from moderation.extensions import db
-from moderation.models import Comment, User
+from moderation.models import AuditEvent, Comment, Site, User
 from moderation.notifications import OutboxMessage
 
-from .conftest import ORIGIN
+from .conftest import ORIGIN, Auth
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -90,9 +90,19 @@ def test_decisions_send_approved_and_rejected_only_to_hooks_that_asked(app, runn
     assert events == ["comment.approved", "comment.rejected"]
 
 
-def test_private_addresses_are_refused_unless_allowed(app, runner, receiver, site, post_comment):
+def test_private_addresses_are_refused_when_registering_unless_allowed(runner, receiver, site):
     Receiver, url = receiver
+    refused = runner.invoke(args=["webhook", "add", site.key, url])
+    assert refused.exit_code != 0 and "127.0.0.1, which is not a public address" in refused.output
+    assert "WEBHOOK_ALLOW_PRIVATE" in refused.output
+    assert "this machine" in runner.invoke(args=["webhook", "add", site.key, "http://localhost:8080/x"]).output
+
+
+def test_private_addresses_are_refused_when_delivering_unless_allowed(app, runner, receiver, site, post_comment):
+    Receiver, url = receiver
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = True
     add_hook(runner, site, url, "comment.created")
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = False  # or a name that resolved to a public address now does not
     post_comment(site)
     assert drain(app).retrying == 1
     assert Receiver.received == []
@@ -159,3 +169,156 @@ def test_a_readers_report_sends_comment_reported(app, runner, site):
         db.session.commit()
         [message] = db.session.scalars(sa.select(OutboxMessage)).all()
         assert message.kind == "webhook" and json.loads(message.payload["body"])["event"] == "comment.reported"
+
+
+# --- the page at /admin/sites/KEY/webhooks -------------------------------------------
+
+
+@pytest.fixture
+def two_sites(make_site):
+    return make_site("Site A", origins=["https://a.example"]), make_site("Site B", origins=["https://b.example"])
+
+
+@pytest.fixture
+def moderator_of_a(client, make_user, two_sites):
+    make_user("mod@example.org", sites=[two_sites[0]])
+    Auth(client).login()
+    return client
+
+
+def hooks_of(app, site):
+    with app.app_context():
+        return db.session.scalars(sa.select(webhooks.Webhook).where(webhooks.Webhook.site_id == site.id)).all()
+
+
+def add_on_page(client, site, url="https://hooks.example.net/in", events=webhooks.EVENTS):
+    return client.post(f"/admin/sites/{site.key}/webhooks", data={"url": url, "events": list(events)})
+
+
+def test_a_moderator_of_the_site_adds_a_hook_and_sees_its_secret_once(app, moderator_of_a, two_sites):
+    a, _ = two_sites
+    page = moderator_of_a.get(f"/admin/sites/{a.key}/webhooks").get_data(as_text=True)
+    assert 'for="url"' in page and "No webhooks yet." in page
+    assert page.count('type="checkbox"') == 4 and page.count("checked") == 4  # every event unless unticked
+    response = add_on_page(moderator_of_a, a, events=["comment.approved", "comment.reported"])
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    [hook] = hooks_of(app, a)
+    assert hook.events == ["comment.approved", "comment.reported"]
+    assert f'<code id="new-secret">{hook.secret}</code>' in response.get_data(as_text=True)
+    again = moderator_of_a.get(f"/admin/sites/{a.key}/webhooks").get_data(as_text=True)
+    assert hook.secret not in again and "https://hooks.example.net/in" in again and "No call tried yet." in again
+    with app.app_context():
+        [event] = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "webhook-added")).all()
+        assert event.actor == "mod@example.org" and event.site_id == a.id and hook.secret not in str(event.detail)
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("http://127.0.0.1:9000/in", "points at 127.0.0.1, which is not a public address"),
+    ("https://10.0.0.8/in", "points at 10.0.0.8, which is not a public address"),
+    ("http://[::1]/in", "points at ::1, which is not a public address"),
+    ("http://localhost/in", "points at this machine (localhost)"),
+    ("ftp://files.example.net/in", "must be an http(s) URL"),
+    ("", "Please enter the URL that receives the events."),
+])
+def test_a_bad_url_is_refused_beside_the_field(app, moderator_of_a, two_sites, url, problem):
+    a, _ = two_sites
+    response = add_on_page(moderator_of_a, a, url=url)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    error = re.search(r'<p class="error" id="url-error">(.*?)</p>', page, re.S).group(1)
+    assert problem in error.replace("&#39;", "'")
+    assert 'aria-describedby="url-hint url-error"' in page
+    assert hooks_of(app, a) == []
+
+
+def test_private_addresses_are_accepted_when_the_operator_allows_them(app, moderator_of_a, two_sites):
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = True
+    a, _ = two_sites
+    assert add_on_page(moderator_of_a, a, url="http://127.0.0.1:9000/in").status_code == 200
+    assert len(hooks_of(app, a)) == 1
+
+
+def test_at_least_one_event_is_needed(app, moderator_of_a, two_sites):
+    a, _ = two_sites
+    response = add_on_page(moderator_of_a, a, events=[])
+    assert response.status_code == 400 and "Please choose at least one event." in response.get_data(as_text=True)
+    response = add_on_page(moderator_of_a, a, events=["comment.eaten"])
+    assert response.status_code == 400 and hooks_of(app, a) == []
+
+
+def test_a_test_event_is_delivered_and_its_status_shown(app, moderator_of_a, two_sites, receiver):
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = True
+    Receiver, url = receiver
+    a, _ = two_sites
+    add_on_page(moderator_of_a, a, url=url, events=["comment.created"])
+    [hook] = hooks_of(app, a)
+    done = moderator_of_a.post(f"/admin/sites/{a.key}/webhooks/{hook.id}/test", follow_redirects=True)
+    assert "A test event to" in done.get_data(as_text=True)
+    assert drain(app).sent == 1
+    [(headers, body)] = Receiver.received
+    assert headers["X-Moderation-Event"] == "webhook.test" and json.loads(body)["event"] == "webhook.test"
+    assert headers["X-Moderation-Signature"] == "sha256=" + hmac.new(hook.secret.encode(), body, hashlib.sha256).hexdigest()
+    page = moderator_of_a.get(f"/admin/sites/{a.key}/webhooks").get_data(as_text=True)
+    assert "Delivered webhook.test at" in page and "0 being retried, 0 given up" in page
+    Receiver.answers = [503]
+    moderator_of_a.post(f"/admin/sites/{a.key}/webhooks/{hook.id}/test")
+    assert drain(app).retrying == 1
+    page = moderator_of_a.get(f"/admin/sites/{a.key}/webhooks").get_data(as_text=True)
+    assert "webhook.test failed (1 attempt(s)), will be retried" in page and "HTTP 503" in page
+    assert "1 being retried, 0 given up" in page
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "webhook-tested")) == 2
+
+
+def test_deleting_a_hook_stops_its_calls(app, moderator_of_a, two_sites):
+    a, _ = two_sites
+    add_on_page(moderator_of_a, a)
+    [hook] = hooks_of(app, a)
+    done = moderator_of_a.post(f"/admin/sites/{a.key}/webhooks/{hook.id}/delete", follow_redirects=True)
+    assert "Events are no longer sent to https://hooks.example.net/in" in done.get_data(as_text=True)
+    assert hooks_of(app, a) == []
+    with app.app_context():
+        [event] = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "webhook-removed")).all()
+        assert event.detail == {"url": "https://hooks.example.net/in"} and event.actor == "mod@example.org"
+
+
+def test_a_moderator_of_another_site_gets_404(app, client, make_user, two_sites):
+    a, b = two_sites
+    make_user("b-mod@example.org", sites=[b])
+    with app.app_context():
+        hook = webhooks.register(db.session.get(Site, a.id), "https://hooks.example.net/in", list(webhooks.EVENTS))
+        db.session.commit()
+        hook_id, secret = hook.id, hook.secret
+    Auth(client).login("b-mod@example.org")
+    assert client.get(f"/admin/sites/{a.key}/webhooks").status_code == 404
+    assert add_on_page(client, a).status_code == 404
+    assert client.post(f"/admin/sites/{a.key}/webhooks/{hook_id}/test").status_code == 404
+    assert client.post(f"/admin/sites/{a.key}/webhooks/{hook_id}/delete").status_code == 404
+    # Through their own site's address, the other site's hook does not exist either.
+    assert client.post(f"/admin/sites/{b.key}/webhooks/{hook_id}/delete").status_code == 404
+    assert client.post(f"/admin/sites/{b.key}/webhooks/{hook_id}/test").status_code == 404
+    assert secret not in client.get(f"/admin/sites/{b.key}/webhooks").get_data(as_text=True)
+    assert [h.id for h in hooks_of(app, a)] == [hook_id]
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == 0
+
+
+def test_the_pages_need_a_login_and_csrf(app, client, make_user, two_sites):
+    a, _ = two_sites
+    assert client.get(f"/admin/sites/{a.key}/webhooks").status_code == 302  # to the login page
+    make_user("admin@example.org", role="admin")
+    Auth(client).login("admin@example.org")
+    assert client.get(f"/admin/sites/{a.key}/webhooks").status_code == 200
+    app.config["WTF_CSRF_ENABLED"] = True
+    assert add_on_page(client, a).status_code == 400
+    assert hooks_of(app, a) == []
+
+
+def test_the_site_pages_link_to_the_webhooks(app, client, make_user, two_sites):
+    a, _ = two_sites
+    make_user("admin@example.org", role="admin")
+    Auth(client).login("admin@example.org")
+    link = f'href="/admin/sites/{a.key}/webhooks"'
+    assert link in client.get(f"/admin/sites/{a.key}").get_data(as_text=True)
+    assert link in client.get("/admin/sites").get_data(as_text=True)
