@@ -4,7 +4,8 @@ retention purge that removes IP addresses after each site's ip_retention_days.
 What we hold about a reader is found once, by `footprint`, from the email and from what their
 comments carry (the IP addresses and author tokens): their comments, bans and trust marks on
 them, the reports they made, audit events that quote them, mail and webhook calls about them,
-login throttling by their address, and the site rules that block them. Export lists all of it;
+login throttling by their address, the proof that they own the address, and the site rules that
+block them. Export lists all of it;
 erase removes or anonymises all of it. Never commits (the caller does); writes its own
 AuditEvent rows, without the email in them."""
 import ipaddress
@@ -18,7 +19,8 @@ import sqlalchemy as sa
 from . import sanitize
 from .comments import bump_thread
 from .extensions import db
-from .models import Article, AuditEvent, AuthorTrust, Ban, Comment, LoginThrottle, Report, Site, utcnow
+from .models import (Article, AuditEvent, AuthorTrust, Ban, Comment, LoginThrottle, Report, Site, VerifiedEmail,
+                     utcnow)
 from .notifications import OutboxMessage, one_line
 from .rules import DEFAULT_RULES
 
@@ -69,6 +71,7 @@ class Footprint:
     messages: list[OutboxMessage]
     throttles: list[LoginThrottle]
     rule_entries: list[tuple[Site, str, str]]  # (site, "blocked_emails" or "blocked_ips", entry)
+    verified: list[VerifiedEmail]
     ip_pattern: re.Pattern | None = field(init=False)
 
     def __post_init__(self):
@@ -83,7 +86,8 @@ class Footprint:
     def sites(self) -> set[int]:
         return ({c.site_id for c in self.comments} | {b.site_id for b in self.bans} | {m.site_id for m in self.marks}
                 | {e.site_id for e in self.audit_events} | {site.id for site, _, _ in self.rule_entries}
-                | {m.site_id for m in self.messages if m.site_id} | {site_id for _, site_id in self.reports})
+                | {m.site_id for m in self.messages if m.site_id} | {site_id for _, site_id in self.reports}
+                | {v.site_id for v in self.verified})
 
 
 def footprint(email: str) -> Footprint:
@@ -102,7 +106,9 @@ def footprint(email: str) -> Footprint:
     reports = [tuple(row) for row in db.session.execute(
         sa.select(Report, Comment.site_id).join(Comment, Comment.id == Report.comment_id)
         .where(Report.reader.in_(readers)).order_by(Report.id))]
-    found = Footprint(email, comments, ips, keys, bans, marks, reports, [], [], [], [])
+    verified = db.session.scalars(sa.select(VerifiedEmail).where(VerifiedEmail.email == email)
+                                  .order_by(VerifiedEmail.id)).all()
+    found = Footprint(email, comments, ips, keys, bans, marks, reports, [], [], [], [], verified)
 
     quoting = [sa.func.lower(sa.cast(AuditEvent.detail, sa.Text)).contains(value, autoescape=True)
                for value in (email, *ips)]
@@ -176,6 +182,9 @@ def export_email(email: str, actor: str) -> dict:
         "audit_log": [{"site": site_keys[e.site_id], "comment_id": e.comment_id, "action": e.action,
                        "detail": e.detail, "created_at": iso(e.created_at)} for e in found.audit_events],
         "site_rules": [{"site": site.key, "rule": rule, "entry": entry} for site, rule, entry in found.rule_entries],
+        "email_confirmations": [{"site": site_keys[v.site_id], "link_sent_at": iso(v.link_sent_at),
+                                 "verified_at": iso(v.verified_at), "mail_stopped": v.mail_stopped}
+                                for v in found.verified],
         "login_throttling": [{"key": t.key, "failures": t.failures, "blocked_until": iso(t.blocked_until)}
                              for t in found.throttles],
     }
@@ -196,6 +205,7 @@ class Erasure:
     audit_events: int = 0
     rule_entries: int = 0
     throttles: int = 0
+    verified: int = 0
     sites: set[int] = field(default_factory=set)
 
     def summary(self) -> str:
@@ -207,7 +217,7 @@ class Erasure:
         return (f"{done}; {self.messages} queued or sent email(s) or webhook call(s) removed; "
                 f"{self.bans} ban(s), {self.marks} trust mark(s) and {self.rule_entries} blocklist entr(ies) removed; "
                 f"{self.reports} report(s) they made anonymised; {self.audit_events} audit event(s) cleaned; "
-                f"{self.throttles} login throttle(s) removed.")
+                f"{self.throttles} login throttle(s) and {self.verified} email confirmation(s) removed.")
 
 
 def erase_email(email: str, mode: str, actor: str) -> Erasure:
@@ -230,10 +240,11 @@ def erase_email(email: str, mode: str, actor: str) -> Erasure:
     for report, _ in found.reports:
         report.reader, report.text = f"erased:{secrets.token_hex(8)}", ""
     result.reports = len(found.reports)
-    for row in (*found.bans, *found.marks, *found.messages, *found.throttles):
+    for row in (*found.bans, *found.marks, *found.messages, *found.throttles, *found.verified):
         db.session.delete(row)
     result.bans, result.marks = len(found.bans), len(found.marks)
     result.messages, result.throttles = len(found.messages), len(found.throttles)
+    result.verified = len(found.verified)
     for site, rule, entry in found.rule_entries:
         site.rules = {**site.rules, rule: [e for e in site.rules[rule] if e != entry]}
     result.rule_entries = len(found.rule_entries)
@@ -260,7 +271,8 @@ def erase_email(email: str, mode: str, actor: str) -> Erasure:
     audit(result.sites, "personal-data-erase", actor,
           {"mode": mode, "comments": ids, "anonymised": result.anonymised, "deleted": result.deleted,
            "kept_as_deleted": result.kept_as_deleted, "bans": result.bans, "trust_marks": result.marks,
-           "reports": result.reports, "audit_events": result.audit_events, "messages": result.messages})
+           "reports": result.reports, "audit_events": result.audit_events, "messages": result.messages,
+           "email_confirmations": result.verified})
     db.session.flush()
     return result
 

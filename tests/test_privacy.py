@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from moderation import notifications, privacy, rules, throttle, webhooks, workspace
 from moderation.extensions import db
 from moderation.models import (AuditEvent, AuthorTrust, Claim, Comment, LoginThrottle, Report, Site, UsedFormToken,
-                               User, utcnow)
+                               User, VerifiedEmail, utcnow)
 from moderation.notifications import NotificationSetting, OutboxMessage
 
 from .conftest import ARTICLE, Auth
@@ -208,6 +208,7 @@ TABLES = {
     "bans": "bans by email and by IP", "claims": "a claim of her comment", "used_form_tokens": "her form's nonce",
     "login_throttle": "failed logins with her email from her IP", "outbox": "mail to her, mail and webhooks about her",
     "notification_settings": "holds no personal data", "webhooks": "holds no personal data",
+    "verified_emails": "her confirmed address",
 }
 
 
@@ -262,7 +263,8 @@ def reader_everywhere(app, make_site, make_user):
             AuditEvent(site_id=other.id, action="author-untrusted", detail={"email": EMAIL}),
             AuditEvent(site_id=site.id, action="rules-changed", detail={"before": {}, "after": db.session.get(
                 Site, site.id).rules}),
-            Claim(comment_id=ada, user_id=mod_id), UsedFormToken(nonce="n" * 32, comment_id=ada)])
+            Claim(comment_id=ada, user_id=mod_id), UsedFormToken(nonce="n" * 32, comment_id=ada),
+            VerifiedEmail(site_id=site.id, email=EMAIL, link_sent_at=utcnow(), verified_at=utcnow())])
         throttle.record_failure(throttle.keys_for(EMAIL, ADA_IP))
         db.session.commit()
         assert traces_in_database()  # the seeding worked
@@ -306,6 +308,7 @@ def test_export_lists_everything_erase_removes(app, runner, reader_everywhere):
     assert {(r["rule"], r["entry"]) for r in data["site_rules"]} == {("blocked_emails", EMAIL),
                                                                       ("blocked_ips", f"{ADA_IP}/32")}
     assert {t["key"] for t in data["login_throttling"]} == {f"email:{EMAIL}", f"ip:{ADA_IP}"}
+    assert [(c["site"], c["verified_at"] is not None) for c in data["email_confirmations"]] == [(site.key, True)]
     assert [m["subject"] for m in data["emails_sent"]] == ["Grace Hopper replied to your comment on Riverside Gazette"]
     assert sorted(m["kind"] for m in data["messages_about_your_comments"]) == ["mail", "mail", "webhook"]
     erased = runner.invoke(args=["personal-data", "erase", EMAIL, "--mode", "delete", "--yes"])
@@ -315,5 +318,6 @@ def test_export_lists_everything_erase_removes(app, runner, reader_everywhere):
     assert (detail["bans"], detail["trust_marks"], detail["reports"]) == (
         len(data["bans"]), len(data["trust_marks"]), len(data["reports_you_made"]))
     assert detail["messages"] == len(data["emails_sent"]) + len(data["messages_about_your_comments"])
-    assert f"{len(data['login_throttling'])} login throttle(s) removed" in erased.output
+    assert (f"{len(data['login_throttling'])} login throttle(s) and {len(data['email_confirmations'])} "
+            "email confirmation(s) removed") in erased.output
     assert EMAIL not in json.dumps(audit_rows(app, "personal-data-erase"))
