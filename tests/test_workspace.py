@@ -182,11 +182,76 @@ def test_card_shows_the_authors_record_and_the_history_page(app, client, site, m
     by_ip = add_comment(app, client, site, status=Status.FLAGGED, email="alias@example.org", body="Same IP.")
     current = add_comment(app, client, site, body="The latest one.")
     card = card_of(page_of(client.get("/moderate/")), current)
-    assert "2 approved · 1 rejected · 0 flagged · 1 pending" in card
+    assert "2 approved · 1 rejected · 1 flagged · 0 pending" in card  # the others, not this one
     history = page_of(client.get(f"/moderate/comments/{current}"))
     tally = dict((s, int(n)) for n, s in re.findall(r"<strong>(\d+)</strong> (\w+)", history))
-    assert tally["approved"] == 2 and tally["flagged"] == 1  # the flagged one shares only the IP
-    assert f'/moderate/comments/{by_ip}"' in history
+    assert tally == {"approved": 2, "rejected": 1, "flagged": 1, "pending": 0}
+    assert f'/moderate/comments/{by_ip}"' in history and f'/moderate/comments/{by_ip}"' in card
+
+
+def test_card_counts_the_authors_comments_by_ip_and_by_token_as_the_comment_page_does(
+        app, client, site, make_site, moderator):
+    by_ip = add_comment(app, client, site, status=Status.APPROVED, email="one@example.org", ip="203.0.113.5",
+                        body="Shares the IP address only.")
+    by_token = add_comment(app, client, site, status=Status.REJECTED, email="two@example.org", ip="198.51.100.9",
+                           body="Shares the browser token only.")
+    stranger = add_comment(app, client, site, status=Status.FLAGGED, email="three@example.org", ip="198.51.100.10",
+                           body="Shares nothing.")
+    elsewhere = make_site(name="Other Paper", origins=(OTHER_ORIGIN,))
+    add_comment(app, client, elsewhere, status=Status.APPROVED, url=OTHER_ORIGIN + "/a.html", ip="203.0.113.5",
+                email="four@example.org", body="Same IP, another site.")
+    current = add_comment(app, client, site, email="four@example.org", ip="203.0.113.5", body="The one in question.")
+    set_fields(app, by_token, author_key="k" * 32)
+    set_fields(app, current, author_key="k" * 32)
+    card = card_of(page_of(client.get("/moderate/")), current)
+    assert "1 approved · 1 rejected · 0 flagged · 0 pending" in card
+    linked = [int(n) for n in re.findall(r'href="/moderate/comments/(\d+)"', card)]
+    assert linked == [current, by_token, by_ip]  # "History, edit, ban", then the latest, newest first
+    assert stranger not in linked
+    history = page_of(client.get(f"/moderate/comments/{current}"))
+    tally = dict((s, int(n)) for n, s in re.findall(r"<strong>(\d+)</strong> (\w+)", history))
+    assert tally == {"approved": 1, "rejected": 1, "flagged": 0, "pending": 0}
+    assert [int(n) for n in re.findall(r'<li><a href="/moderate/comments/(\d+)"', history)] == [by_token, by_ip]
+
+
+def test_a_first_time_author_has_no_record(app, client, site, moderator):
+    current = add_comment(app, client, site, body="Hello for the first time.")
+    card = card_of(page_of(client.get("/moderate/")), current)
+    assert "No other comments by this author" in card and "<details" not in card
+
+
+def statements_for(app, client, path: str) -> int:
+    seen = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda *args: seen.append(1)  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    return len(seen)
+
+
+def test_a_page_of_50_cards_costs_the_statements_of_a_page_of_1(app, client, site, moderator):
+    """Replies, reports and authors with a record on every card: still no query per card."""
+    parent = add_comment(app, client, site, status=Status.APPROVED, body="A parent.")
+    with app.app_context():
+        article_id = db.session.get(Comment, parent).article_id
+        db.session.execute(sa.insert(Comment), [
+            {"site_id": site.id, "article_id": article_id, "parent_id": parent, "author_name": f"Reader {n}",
+             "author_email": f"reader{n % 7}@example.org", "author_website": "", "author_key": f"key{n % 5}",
+             "body": f"Comment {n}.", "body_html": f"<p>Comment {n}.</p>", "reasons": ["held: new author"],
+             "status": Status.APPROVED if n % 3 == 0 else Status.PENDING, "ip": f"192.0.2.{n % 11}",
+             "reports": 1, "version": 1, "sanitizer_version": 1} for n in range(120)])
+        db.session.commit()
+    counted = {}
+    for size in (1, 50):
+        app.config["QUEUE_PAGE_SIZE"] = size
+        page = page_of(client.get("/moderate/reported"))
+        assert len(cards(page)) == size and "In reply to" in page and "Other comments by this author" in page
+        counted[size] = statements_for(app, client, "/moderate/reported")
+    assert counted[50] == counted[1]
 
 
 # --- decisions ---------------------------------------------------------------
