@@ -34,6 +34,11 @@ def audit(user: User | None, comment: Comment, action: str, from_status, to_stat
                               from_status=from_status, to_status=to_status, detail=detail))
 
 
+def record_refused(user: User, comment: Comment, action: str, why: str, to_status=None, **detail) -> None:
+    """Audit an attempt that was not applied, and why, so that every attempt is in the log."""
+    audit(user, comment, f"{action}-refused", comment.status, to_status, why=why, **detail)
+
+
 def bump(comment: Comment, *statuses: Status) -> None:
     """The public thread changed if the comment was or becomes approved."""
     if Status.APPROVED in statuses:
@@ -86,8 +91,9 @@ def decide_many(user: User, targets: list[tuple[Comment, int]], action: str, det
             with db.session.begin_nested():
                 comments.moderate(user, comment, action, version, detail)
             outcome.applied += 1
-        except Conflict:
+        except Conflict as conflict:
             outcome.skipped += 1
+            record_refused(user, comment, action, str(conflict), ACTIONS[action], seen_version=version, **detail)
     return outcome
 
 
@@ -105,17 +111,19 @@ def reject_author(user: User, comment: Comment) -> Outcome:
                            {"reason": "All pending comments from this author"})
 
 
-def undo_last(user: User) -> Comment | None:
-    """Put back the comment of the user's latest decision not yet undone, if nobody changed it
-    since; audited as "undo". Returns the comment, or None when there is nothing to undo."""
+def last_decision(user: User) -> AuditEvent | None:
+    """The user's latest decision not yet undone, if there is one among their recent events."""
     events = list(db.session.scalars(
         sa.select(AuditEvent).where(AuditEvent.user_id == user.id,
                                     AuditEvent.action.in_([*ACTIONS, "undo"]))
         .order_by(AuditEvent.id.desc()).limit(UNDO_LOOKBACK)))
     undone = {event.detail.get("undoes") for event in events if event.action == "undo"}
-    last = next((event for event in events if event.action != "undo" and event.id not in undone), None)
-    if last is None or last.comment_id is None:
-        return None
+    return next((event for event in events if event.action != "undo" and event.id not in undone
+                 and event.comment_id is not None), None)
+
+
+def undo(user: User, last: AuditEvent) -> Comment:
+    """Put back the comment of that decision, if nobody changed it since; audited as "undo"."""
     comment = db.session.get(Comment, last.comment_id)
     if comment is None or comment.status != last.to_status or comment.decided_by_id != user.id:
         raise Conflict(comments.describe_change(comment) if comment else "That comment no longer exists.")

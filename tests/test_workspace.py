@@ -290,6 +290,9 @@ def test_stale_decision_says_who_decided_and_applies_nothing(app, client, site, 
     assert response.status_code == 200
     assert any("already approved by mod@example.org" in text for text in flashes(page_of(response)))
     assert comment(app, found).status == Status.APPROVED
+    (refused,) = audit_events(app, "reject-refused")
+    assert (refused.actor, refused.from_status, refused.to_status) == ("mod@example.org", "approved", "rejected")
+    assert refused.detail["seen_version"] == 1 and "already approved by mod@example.org" in refused.detail["why"]
 
 
 def test_edit_rerenders_and_keeps_the_original_in_the_audit_log(app, client, site, moderator):
@@ -314,6 +317,11 @@ def test_edit_on_a_stale_version_changes_nothing(app, client, site, moderator):
                            follow_redirects=True)
     assert comment(app, found).body == "Before."
     assert any("your decision was not applied" in text for text in flashes(page_of(response)))
+    (refused,) = audit_events(app, "edit-refused")
+    assert (refused.actor, refused.comment_id, refused.from_status) == ("mod@example.org", found, "pending")
+    assert refused.detail["seen_version"] == 99 and refused.detail["version"] == 1
+    assert refused.detail["edited"] == "After." and "was already pending" in refused.detail["why"]
+    assert audit_events(app, "edit") == []
 
 
 @pytest.mark.parametrize(("kind", "new_email", "new_ip", "banned"), [
@@ -354,6 +362,25 @@ def test_bulk_decides_the_selection_only_if_unchanged(app, client, site, moderat
     assert flashes(page_of(response)) == ["1 comment rejected. 1 had changed meanwhile and were left alone."]
     assert [comment(app, x).status for x in (a, b, c)] == [Status.REJECTED, Status.PENDING, Status.PENDING]
     assert audit_events(app, "reject")[0].detail == {"bulk": True, "reason": "Spam"}
+    (refused,) = audit_events(app, "reject-refused")
+    assert (refused.actor, refused.comment_id, refused.from_status, refused.to_status) == (
+        "mod@example.org", b, "pending", "rejected")
+    assert refused.detail["seen_version"] == 1 and refused.detail["bulk"] is True
+    assert refused.detail["why"].startswith(f"Comment {b} was already pending")
+
+
+def test_bulk_on_comments_decided_meanwhile_audits_each_refusal(app, client, site, moderator, make_user):
+    a, b = add_comment(app, client, site, body="Bulk a."), add_comment(app, client, site, body="Bulk b.")
+    other = app.test_client()
+    make_user("other@example.org", sites=[site])
+    other.post("/moderate/login", data={"email": "other@example.org", "password": "correct horse battery"})
+    decide(other, app, a, "approve")
+    response = client.post("/moderate/pending/bulk/flag", data={"ids": [f"{a}:1", f"{b}:1"]}, follow_redirects=True)
+    assert flashes(page_of(response)) == ["1 comment flagged. 1 had changed meanwhile and were left alone."]
+    (refused,) = audit_events(app, "flag-refused")
+    assert (refused.actor, refused.comment_id, refused.from_status, refused.to_status) == (
+        "mod@example.org", a, "approved", "flagged")
+    assert "already approved by other@example.org" in refused.detail["why"]
 
 
 def test_bulk_everything_matching_the_filter(app, client, site, moderator):
@@ -407,6 +434,13 @@ def test_undo_refuses_when_someone_else_decided_since(app, client, site, moderat
     response = client.post("/moderate/undo", follow_redirects=True)
     assert "Cannot undo" in flashes(page_of(response))[-1]
     assert comment(app, found).status == Status.REJECTED
+    approve, = audit_events(app, "approve")
+    (refused,) = audit_events(app, "undo-refused")
+    assert (refused.actor, refused.comment_id, refused.from_status, refused.to_status) == (
+        "mod@example.org", found, "rejected", "pending")
+    assert refused.detail["undoes"] == approve.id
+    assert "already rejected by other@example.org" in refused.detail["why"]
+    assert audit_events(app, "undo") == []
 
 
 def test_audit_log_is_for_admins_with_filters_and_csv(app, client, site, make_user, auth):
