@@ -204,13 +204,16 @@ class Report(db.Model):
     """A reader's report of a published comment; one per reader (author key or IP) and comment."""
 
     __tablename__ = "reports"
-    __table_args__ = (sa.UniqueConstraint("comment_id", "reader"), sa.Index("ix_reports_reader_time", "reader", "created_at"))
+    __table_args__ = (sa.UniqueConstraint("comment_id", "reader"), sa.Index("ix_reports_reader_time", "reader", "created_at"),
+                      sa.Index("ux_reports_nonce", "nonce", unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     comment_id: Mapped[int] = mapped_column(sa.ForeignKey("comments.id", ondelete="CASCADE"))
     reader: Mapped[str] = mapped_column(sa.String(64))
     reason: Mapped[str] = mapped_column(sa.String(16))
     text: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    # The nonce of the signed report form it came with: a form sends one report.
+    nonce: Mapped[str | None] = mapped_column(sa.String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

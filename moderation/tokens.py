@@ -1,5 +1,5 @@
-"""Signed tokens: the reply form's token, the author token a reader's browser keeps, and the
-"you just posted" receipt. All are signed with SECRET_KEY and carry their own purpose (salt)."""
+"""Signed tokens: the reply and report forms' tokens, the author token a reader's browser keeps,
+and the "you just posted" receipt. All are signed with SECRET_KEY and carry their own purpose (salt)."""
 import secrets
 import time
 
@@ -9,6 +9,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 FORM_SALT = "comment-form"
 AUTHOR_SALT = "author-token"
 RECEIPT_SALT = "posted-receipt"
+REPORT_SALT = "report-form"
 RECEIPT_MAX_AGE = 15 * 60
 AUTHOR_MAX_AGE = 5 * 365 * 24 * 3600
 
@@ -75,3 +76,17 @@ def receipt(comment_id: int, author_token: str) -> str:
 def read_receipt(token: str | None) -> dict | None:
     data = _load(RECEIPT_SALT, token or "", RECEIPT_MAX_AGE)
     return data if isinstance(data, dict) else None
+
+
+def report_token(site_key: str, comment_id: int) -> str:
+    """A token for one report form: the site and comment it reports, when it was issued, a nonce."""
+    return _serializer(REPORT_SALT).dumps({"s": site_key, "c": comment_id, "n": secrets.token_hex(8)})
+
+
+def report_token_nonce(token: str, site_key: str, comment_id: int) -> str | None:
+    """The nonce of a valid, unexpired report token for this comment (it may send one report), else None."""
+    data = _load(REPORT_SALT, token, current_app.config["COMMENT_FORM_MAX_AGE"])
+    if not isinstance(data, dict) or data.get("s") != site_key or data.get("c") != comment_id:
+        return None
+    nonce = data.get("n")
+    return nonce if isinstance(nonce, str) and len(nonce) <= 32 else None

@@ -17,6 +17,8 @@ BULK_LIMIT = 500
 UNDO_LOOKBACK = 50
 REPORTS_PER_HOUR = 10
 DEFAULT_REPORT_THRESHOLD = 3
+REPORT_FORM_USED = ("This report form was already sent, so nothing more was recorded. "
+                    "To report a comment, open its Report link again.")
 
 
 @dataclass
@@ -141,9 +143,11 @@ def reader_of(author_key: str | None, ip: str | None) -> str:
     return f"key:{author_key}" if author_key else f"ip:{ip or 'unknown'}"
 
 
-def report(comment: Comment, reader: str, reason: str, text: str) -> str:
-    """Record a reader's report; past the site's threshold the comment is hidden until a
-    moderator decides. Returns a message for the reader."""
+def report(comment: Comment, reader: str, reason: str, text: str, nonce: str | None = None) -> str:
+    """Record a reader's report (sent with the report form whose token carried nonce); past the
+    site's threshold the comment is hidden until a moderator decides. Returns a message for the reader."""
+    if nonce and db.session.scalar(sa.select(sa.exists().where(Report.nonce == nonce))):
+        raise comments.Refused(409, REPORT_FORM_USED)
     if comment.status != Status.APPROVED:
         return "Thank you; this comment is already with the moderators."
     hour_ago = utcnow() - timedelta(hours=1)
@@ -153,7 +157,7 @@ def report(comment: Comment, reader: str, reason: str, text: str) -> str:
         raise comments.Refused(429, "You have sent many reports in the last hour; please try again later.")
     if db.session.scalar(sa.select(sa.exists().where(Report.comment_id == comment.id, Report.reader == reader))):
         return "You have already reported this comment; the moderators will look at it."
-    db.session.add(Report(comment_id=comment.id, reader=reader, reason=reason, text=text))
+    db.session.add(Report(comment_id=comment.id, reader=reader, reason=reason, text=text, nonce=nonce))
     db.session.execute(sa.update(Comment).where(Comment.id == comment.id)
                        .values(reports=Comment.reports + 1).execution_options(synchronize_session=False))
     db.session.refresh(comment)

@@ -1,6 +1,7 @@
 """The moderator's workspace: tabs and filters, search, the card, decisions with reasons, edit,
 ban, bulk, undo, the audit log and its CSV, review claims, reader reports, live feed, stats."""
 import csv
+import html
 import io
 import re
 from datetime import timedelta
@@ -8,8 +9,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from .conftest import ARTICLE, ORIGIN
+from .conftest import ARTICLE, ORIGIN, comment_fields
 from .test_moderate import CARD, OTHER_ORIGIN, add_comment, comment, decide, flashes, page_of
+from moderation import create_app, tokens
 from moderation.extensions import db
 from moderation.models import AuditEvent, Ban, Claim, Comment, Report, utcnow
 from moderation.rules import Status
@@ -523,10 +525,25 @@ def test_live_feed_is_scoped_to_the_users_sites(app, client, site, make_site, mo
 # --- reader reports ------------------------------------------------------------------
 
 
-def report(client, site, comment_id, reason="spam", ip="198.51.100.1", text=""):
-    return client.post(f"/embed/{site.key}/comments/{comment_id}/report",
-                       query_string={"url": ARTICLE}, data={"reason": reason, "text": text},
+def report(client, site, comment_id, reason="spam", ip="198.51.100.1", text="", token=None, author_token=""):
+    """A reader's report, sent with a fresh report form's token unless one is given."""
+    if token is None:
+        with client.application.app_context():
+            token = tokens.report_token(site.key, comment_id)
+    return client.post(f"/embed/{site.key}/comments/{comment_id}/report", query_string={"url": ARTICLE},
+                       data={"reason": reason, "text": text, "token": token, "author_token": author_token},
                        environ_base={"REMOTE_ADDR": ip})
+
+
+def form_token(page: str) -> str:
+    return html.unescape(re.search(r'<input id="token" name="token" type="hidden" value="([^"]+)">', page).group(1))
+
+
+def author_token(client, site, **changes) -> str:
+    """The author token a reader's browser keeps after posting a comment."""
+    answer = client.post("/api/v1/comments", json=comment_fields(site, **changes), headers={"Origin": ORIGIN})
+    assert answer.status_code == 201
+    return answer.get_json()["author_token"]
 
 
 def test_widget_has_a_report_control_on_each_comment(app, client, site):
@@ -536,6 +553,41 @@ def test_widget_has_a_report_control_on_each_comment(app, client, site):
     form = page_of(client.get(f"/embed/{site.key}/comments/{found}/report", query_string={"url": ARTICLE}))
     for choice in ("Spam", "Abuse", "Off-topic", "Other", "Anything else (optional)", "Send report"):
         assert choice in form
+    assert 'name="author_token" type="hidden" value=""' in form and "widget.js" in form  # filled in by the script
+    answer = report(client, site, found, token=form_token(form))
+    assert answer.status_code == 200 and "Thank you for your report" in page_of(answer)
+    assert comment(app, found).reports == 1
+
+
+def test_a_report_without_a_good_form_token_is_refused_and_the_form_comes_back(app, client, site):
+    found = add_comment(app, client, site, status=Status.APPROVED)
+    other = add_comment(app, client, site, status=Status.APPROVED, body="Another one.", email="o@example.org")
+    with app.app_context():
+        for_other = tokens.report_token(site.key, other)
+        reply_token = tokens.form_token(site.key, ARTICLE)
+    with create_app({"TESTING": True, "SECRET_KEY": "someone else's", "SQLALCHEMY_DATABASE_URI": "sqlite://"}
+                    ).app_context():
+        forged = tokens.report_token(site.key, found)
+    for token in ("", "garbage", for_other, reply_token, forged):
+        answer = report(client, site, found, reason="abuse", token=token)
+        assert answer.status_code == 400
+        page = page_of(answer)
+        assert "This report form had expired, so nothing was sent." in page
+        assert form_token(page) != token and re.search(r'<input checked [^>]*value="abuse"', page)  # a fresh form, the choice kept
+    app.config["COMMENT_FORM_MAX_AGE"] = -1
+    assert report(client, site, found).status_code == 400
+    assert comment(app, found).reports == 0
+
+
+def test_a_report_form_sends_one_report(app, client, site):
+    found = add_comment(app, client, site, status=Status.APPROVED)
+    with app.app_context():
+        token = tokens.report_token(site.key, found)
+    assert report(client, site, found, token=token, ip="198.51.100.1").status_code == 200
+    replayed = report(client, site, found, token=token, ip="198.51.100.2")
+    assert replayed.status_code == 409
+    assert "This report form was already sent, so nothing more was recorded." in page_of(replayed)
+    assert comment(app, found).reports == 1
 
 
 def test_reports_fill_the_reported_queue_and_hide_past_the_threshold(app, client, site, make_user, auth):
@@ -567,12 +619,37 @@ def test_report_threshold_is_a_site_rule(app, client, make_site):
 
 
 def test_reports_are_limited_per_reader(app, client, site):
+    """Without an author token a reader is their IP address."""
     ids = [add_comment(app, client, site, status=Status.APPROVED, body=f"Comment {n}.", email=f"{n}@example.org")
            for n in range(11)]
     for found in ids[:10]:
         assert report(client, site, found).status_code == 200
     assert report(client, site, ids[10]).status_code == 429
     assert comment(app, ids[10]).reports == 0
+    assert report(client, site, ids[10], ip="198.51.100.99").status_code == 200
+
+
+def test_a_readers_token_carries_the_limit_across_addresses(app, client, site):
+    reader = author_token(client, site, email="reader@example.org", body="I read a lot.")
+    ids = [add_comment(app, client, site, status=Status.APPROVED, body=f"Comment {n}.", email=f"{n}@example.org")
+           for n in range(11)]
+    for n, found in enumerate(ids[:10]):
+        assert report(client, site, found, ip=f"203.0.113.{n}", author_token=reader).status_code == 200
+    refused = report(client, site, ids[10], ip="203.0.113.200", author_token=reader)
+    assert refused.status_code == 429 and "many reports in the last hour" in page_of(refused)
+    assert report(client, site, ids[10], ip="203.0.113.0").status_code == 200  # another reader at a used address
+    with app.app_context():
+        readers = [found.reader for found in db.session.scalars(sa.select(Report).order_by(Report.id))]
+    assert len(set(readers[:10])) == 1 and readers[0].startswith("key:") and readers[10] == "ip:203.0.113.0"
+
+
+def test_one_report_per_reader_and_comment_whatever_the_address(app, client, site):
+    reader = author_token(client, site, email="reader@example.org", body="I read a lot.")
+    found = add_comment(app, client, site, status=Status.APPROVED, body="Reported once.")
+    assert report(client, site, found, ip="203.0.113.1", author_token=reader).status_code == 200
+    again = page_of(report(client, site, found, ip="203.0.113.2", author_token=reader))
+    assert "already reported this comment" in again
+    assert comment(app, found).reports == 1
 
 
 def test_report_needs_a_reason_and_a_published_comment_of_this_article(app, client, site):
