@@ -251,7 +251,7 @@ def test_a_page_of_50_cards_costs_the_statements_of_a_page_of_1(app, client, sit
     for size in (1, 50):
         app.config["QUEUE_PAGE_SIZE"] = size
         page = page_of(client.get("/moderate/reported"))
-        assert len(cards(page)) == size and "In reply to" in page and "Other comments by this author" in page
+        assert len(cards(page)) == size and "In reply to" in page and "Author's other comments" in page
         counted[size] = statements_for(app, client, "/moderate/reported")
     assert counted[50] == counted[1]
 
