@@ -62,7 +62,7 @@ def queue(tab: str):
         comments=shown, older=rows[size - 1].id if len(rows) > size else None,
         offered=offered, form=DecisionForm(), bulk=BulkForm(formdata=None),
         highlighted=lambda c: highlight.highlighted(c.body_html, highlight.site_words(c.site.rules)),
-        histories=queries.histories(shown), reviewers=queries.reviewers(current_user, ids),
+        histories=queries.history_counts(shown), reviewers=queries.reviewers(current_user, ids),
         reports=workspace.report_summary([c.id for c in shown if c.reports]))
 
 
@@ -115,7 +115,7 @@ def card(comment_id: int):
     db.session.commit()
     edit_form = EditForm(formdata=None, prefix="edit", body=comment.body, version=comment.version)
     return render_template(
-        "moderate/comment.html", comment=comment, history=queries.histories([comment])[comment.id],
+        "moderate/comment.html", comment=comment, history=queries.history(comment),
         offered=offered(comment),
         form=DecisionForm(), edit_form=edit_form, ban_form=BanForm(formdata=None, prefix="ban"), periods=BAN_PERIODS,
         body=highlight.highlighted(comment.body_html, highlight.site_words(comment.site.rules)),

@@ -153,29 +153,31 @@ def other_comments_by_same_author(comment_ids: list[int]) -> sa.Subquery:
                     alike(Comment.author_key, card.author_key)).subquery("same_author")
 
 
-def histories(comments: list[Comment]) -> dict[int, History]:
-    """comment id -> its author's record, for a whole page in two queries whatever its size:
-    the counts by status (one grouped query) and the latest few comments (one windowed query)."""
-    result = {comment.id: History() for comment in comments}
+def history_counts(comments: list[Comment]) -> dict[int, dict[str, int]]:
+    """comment id -> how many other comments its author has on its site by status, for a whole
+    page in one grouped query whatever its size."""
+    result: dict[int, dict[str, int]] = {comment.id: {} for comment in comments}
     if not result:
         return result
     matches = other_comments_by_same_author(list(result))
-    counts = db.session.execute(
+    rows = db.session.execute(
         sa.select(matches.c.card_id, Comment.status, sa.func.count()).join(Comment, Comment.id == matches.c.id)
         .group_by(matches.c.card_id, Comment.status))
-    for card_id, status, count in counts:
-        result[card_id].counts[status.value] = count
-    rank = sa.func.row_number().over(partition_by=matches.c.card_id, order_by=matches.c.id.desc()).label("rank")
-    ranked = sa.select(matches.c.card_id, matches.c.id, rank).subquery("ranked")
+    for card_id, status, count in rows:
+        result[card_id][status.value] = count
+    return result
+
+
+def history(comment: Comment) -> History:
+    """The author's record for the comment's page: the counts, and the latest few comments."""
+    matches = other_comments_by_same_author([comment.id])
     latest = db.session.execute(
-        sa.select(ranked.c.card_id, Comment.id, Comment.status, Comment.created_at,
+        sa.select(Comment.id, Comment.status, Comment.created_at,
                   sa.func.coalesce(sa.func.nullif(Article.title, ""), Article.url),
                   sa.func.substr(Comment.body, 1, EXCERPT + 1))
-        .join(Comment, Comment.id == ranked.c.id).join(Article, Article.id == Comment.article_id)
-        .where(ranked.c.rank <= HISTORY_SIZE).order_by(ranked.c.card_id, ranked.c.rank))
-    for card_id, *earlier in latest:
-        result[card_id].latest.append(Earlier(*earlier))
-    return result
+        .join(matches, matches.c.id == Comment.id).join(Article, Article.id == Comment.article_id)
+        .order_by(Comment.id.desc()).limit(HISTORY_SIZE))
+    return History(history_counts([comment])[comment.id], [Earlier(*row) for row in latest])
 
 
 def pending_from_author(comment: Comment) -> sa.Select:
