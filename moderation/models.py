@@ -79,6 +79,7 @@ class Comment(db.Model):
         sa.Index("ix_comments_queue", "site_id", "status", "id"),
         sa.Index("ix_comments_thread", "article_id", "status", "id"),
         sa.Index("ix_comments_site_ip", "site_id", "ip", "created_at"),
+        sa.Index("ix_comments_site_ip_status", "site_id", "ip", "status"),  # authors' records by IP
         sa.Index("ix_comments_author_key", "site_id", "author_key", "status"),
         sa.Index("ix_comments_parent", "parent_id"),
         sa.Index("ix_comments_site_email", "site_id", "author_email", "status"),

@@ -1,5 +1,6 @@
 """The moderator's queue queries: tabs, filters, search, an author's history, who is reviewing
 what, and the audit log. Each returns a Select (or plain data) scoped by comments.visible_to."""
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -138,16 +139,20 @@ def same_author(comment: Comment) -> sa.ColumnElement[bool]:
     return sa.and_(Comment.site_id == comment.site_id, sa.or_(*alike))
 
 
-def other_comments_by_same_author(comment_ids: list[int]) -> sa.Subquery:
-    """(card_id, id): for each of these comments, every other comment on its site with the same
-    email, IP or author token. A union of three joins, each on its own index (an OR in one join
-    condition makes SQLite read the whole site)."""
+@functools.cache
+def other_comments_by_same_author() -> sa.Subquery:
+    """(card_id, id, status): for each comment whose id is in the "card_ids" parameter, every
+    other comment on its site with the same email, IP or author token. A union of three joins,
+    each on its own index (an OR in one join condition makes SQLite read the whole site); the
+    status comes along, as joining the ids back to comments made PostgreSQL hash the whole table.
+    Built once: building its aliased joins cost more than running it on a small site."""
     card = aliased(Comment, name="card")
+    card_ids = sa.bindparam("card_ids", expanding=True)
 
     def alike(mine, theirs) -> sa.Select:
-        return (sa.select(card.id.label("card_id"), Comment.id.label("id"))
+        return (sa.select(card.id.label("card_id"), Comment.id.label("id"), Comment.status.label("status"))
                 .join(Comment, sa.and_(Comment.site_id == card.site_id, mine == theirs))
-                .where(card.id.in_(comment_ids), Comment.id != card.id))
+                .where(card.id.in_(card_ids), Comment.id != card.id))
 
     return sa.union(alike(Comment.author_email, card.author_email), alike(Comment.ip, card.ip),
                     alike(Comment.author_key, card.author_key)).subquery("same_author")
@@ -159,10 +164,9 @@ def history_counts(comments: list[Comment]) -> dict[int, dict[str, int]]:
     result: dict[int, dict[str, int]] = {comment.id: {} for comment in comments}
     if not result:
         return result
-    matches = other_comments_by_same_author(list(result))
-    rows = db.session.execute(
-        sa.select(matches.c.card_id, Comment.status, sa.func.count()).join(Comment, Comment.id == matches.c.id)
-        .group_by(matches.c.card_id, Comment.status))
+    matches = other_comments_by_same_author()
+    rows = db.session.execute(sa.select(matches.c.card_id, matches.c.status, sa.func.count())
+                              .group_by(matches.c.card_id, matches.c.status), {"card_ids": list(result)})
     for card_id, status, count in rows:
         result[card_id][status.value] = count
     return result
@@ -170,13 +174,13 @@ def history_counts(comments: list[Comment]) -> dict[int, dict[str, int]]:
 
 def history(comment: Comment) -> History:
     """The author's record for the comment's page: the counts, and the latest few comments."""
-    matches = other_comments_by_same_author([comment.id])
+    matches = other_comments_by_same_author()
     latest = db.session.execute(
         sa.select(Comment.id, Comment.status, Comment.created_at,
                   sa.func.coalesce(sa.func.nullif(Article.title, ""), Article.url),
                   sa.func.substr(Comment.body, 1, EXCERPT + 1))
         .join(matches, matches.c.id == Comment.id).join(Article, Article.id == Comment.article_id)
-        .order_by(Comment.id.desc()).limit(HISTORY_SIZE))
+        .order_by(Comment.id.desc()).limit(HISTORY_SIZE), {"card_ids": [comment.id]})
     return History(history_counts([comment])[comment.id], [Earlier(*row) for row in latest])
 
 
