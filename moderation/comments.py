@@ -343,14 +343,6 @@ def moderate(user: User, comment: Comment, action: str, seen_version: int, detai
     return comment
 
 
-def record_refused(user: User, comment: Comment, action: str, seen_version: int) -> None:
-    """Audit a decision that lost a race, so every attempt is in the log, applied or not."""
-    db.session.add(AuditEvent(site_id=comment.site_id, comment_id=comment.id, user_id=user.id,
-                              actor=user.email, action=f"{action}-refused", from_status=comment.status,
-                              to_status=ACTIONS[action], detail={"seen_version": seen_version,
-                                                                 "version": comment.version}))
-
-
 def describe_change(comment: Comment) -> str:
     who = comment.decided_by.email if comment.decided_by else "someone else"
     when = ago(comment.decided_at) if comment.decided_at else "just now"

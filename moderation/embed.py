@@ -225,31 +225,42 @@ def too_many_requests(error):
 
 @bp.route("/embed/<key>/comments/<int:comment_id>/report", methods=["GET", "POST"])
 def report(key: str, comment_id: int):
-    """A reader reports a published comment (spam, abuse, off-topic, other); works without JS."""
+    """A reader reports a published comment (spam, abuse, off-topic, other); works without JS.
+    The form carries a signed single-use token, and the reader's author token when the browser
+    keeps one (the per-reader limit counts by it, else by IP)."""
     site = site_or_404(key)
     url = article_url_or_abort(site, request.args.get("url"))
     comment = db.session.get(Comment, comment_id)
     if (comment is None or comment.site_id != site.id or comment.article.url != url
             or (request.method == "GET" and comment.status != "approved")):
         abort(404, description="There is no such comment on this article.")
-    form, message, status = ReportForm(), None, 200
+    form, message, problem, status = ReportForm(), None, None, 200
     if request.method == "POST":
         origin = request.headers.get("Origin")
         if origin and origin not in (*site.allowed_origins, origin_of(request.host_url),
                                      current_app.config["PUBLIC_URL"]):
             abort(403, description="This form was sent from a page this site does not allow.")
-        if form.validate():
+        nonce = tokens.report_token_nonce(form.token.data or "", site.key, comment.id)
+        if nonce is None:
+            problem, status = ("This report form had expired, so nothing was sent. "
+                                    "Please choose a reason and press Send report again."), 400
+        elif form.validate():
             reader = workspace.reader_of(tokens.author_key_from(form.author_token.data), request.remote_addr)
             try:
-                message = workspace.report(comment, reader, form.reason.data, form.text.data or "")
+                message = workspace.report(comment, reader, form.reason.data, form.text.data or "", nonce)
                 db.session.commit()
             except Refused as refused:
                 db.session.rollback()
                 message, status = refused.message, refused.status_code
+            except IntegrityError:  # the same form, or the same reader, sent twice at once
+                db.session.rollback()
+                message, status = workspace.REPORT_FORM_USED, 409
         else:
             status = 400
+    form.token.data = tokens.report_token(site.key, comment.id)
     html = render_template("embed/report.html", site=site, url=url, title=request.args.get("title", "")[:300],
-                           comment=comment, form=form, message=message, parent_origin=frame_origin(site, url))
+                           comment=comment, form=form, message=message, problem=problem,
+                           refused=status >= 400, parent_origin=frame_origin(site, url))
     response = allow_framing(current_app.make_response((html, status)), site)
     response.headers["Cache-Control"] = "no-store"
     return response

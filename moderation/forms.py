@@ -138,7 +138,8 @@ class BulkForm(FlaskForm):
 
 
 class ReportForm(FlaskForm):
-    """A reader's report of a published comment; sent from the widget, so no session token."""
+    """A reader's report of a published comment; sent from the widget, so protected by its own
+    signed single-use token (as the reply form is) rather than a session's."""
 
     class Meta:
         csrf = False
@@ -146,4 +147,5 @@ class ReportForm(FlaskForm):
     reason = RadioField("Why are you reporting this comment?", choices=list(REPORT_REASONS.items()),
                         validators=[InputRequired("Please choose a reason.")])
     text = TextAreaField("Anything else (optional)", filters=[clean_text], validators=[Optional(), Length(max=500)])
+    token = HiddenField()
     author_token = HiddenField()

@@ -79,6 +79,7 @@ class Comment(db.Model):
         sa.Index("ix_comments_queue", "site_id", "status", "id"),
         sa.Index("ix_comments_thread", "article_id", "status", "id"),
         sa.Index("ix_comments_site_ip", "site_id", "ip", "created_at"),
+        sa.Index("ix_comments_site_ip_status", "site_id", "ip", "status"),  # authors' records by IP
         sa.Index("ix_comments_author_key", "site_id", "author_key", "status"),
         sa.Index("ix_comments_parent", "parent_id"),
         sa.Index("ix_comments_site_email", "site_id", "author_email", "status"),
@@ -204,13 +205,16 @@ class Report(db.Model):
     """A reader's report of a published comment; one per reader (author key or IP) and comment."""
 
     __tablename__ = "reports"
-    __table_args__ = (sa.UniqueConstraint("comment_id", "reader"), sa.Index("ix_reports_reader_time", "reader", "created_at"))
+    __table_args__ = (sa.UniqueConstraint("comment_id", "reader"), sa.Index("ix_reports_reader_time", "reader", "created_at"),
+                      sa.Index("ux_reports_nonce", "nonce", unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     comment_id: Mapped[int] = mapped_column(sa.ForeignKey("comments.id", ondelete="CASCADE"))
     reader: Mapped[str] = mapped_column(sa.String(64))
     reason: Mapped[str] = mapped_column(sa.String(16))
     text: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    # The nonce of the signed report form it came with: a form sends one report.
+    nonce: Mapped[str | None] = mapped_column(sa.String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

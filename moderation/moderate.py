@@ -97,7 +97,8 @@ def decide(comment_id: int, action: str):
         db.session.commit()
     except Conflict as conflict:
         db.session.rollback()
-        comments.record_refused(current_user, comment, action, form.version.data)
+        workspace.record_refused(current_user, comment, action, str(conflict), ACTIONS[action],
+                                 seen_version=form.version.data, version=comment.version)
         db.session.commit()
         flash(str(conflict), "error")
         return redirect(back)
@@ -112,10 +113,10 @@ def card(comment_id: int):
     comment = comment_or_404(comment_id)
     queries.claim(current_user, comment)
     db.session.commit()
-    record, latest = queries.history(comment)
     edit_form = EditForm(formdata=None, prefix="edit", body=comment.body, version=comment.version)
     return render_template(
-        "moderate/comment.html", comment=comment, record=record, latest=latest, offered=offered(comment),
+        "moderate/comment.html", comment=comment, history=queries.history(comment),
+        offered=offered(comment),
         form=DecisionForm(), edit_form=edit_form, ban_form=BanForm(formdata=None, prefix="ban"), periods=BAN_PERIODS,
         body=highlight.highlighted(comment.body_html, highlight.site_words(comment.site.rules)),
         reviewer=queries.reviewers(current_user, [comment.id]).get(comment.id),
@@ -142,6 +143,9 @@ def edit(comment_id: int):
         db.session.commit()
     except Conflict as conflict:
         db.session.rollback()
+        workspace.record_refused(current_user, comment, "edit", str(conflict), seen_version=form.version.data,
+                                 version=comment.version, edited=form.body.data, note=form.note.data or "")
+        db.session.commit()
         flash(str(conflict), "error")
         return redirect(url_for("moderate.card", comment_id=comment.id))
     flash(f"Comment by {comment.author_name} edited; the original is in the audit log.", "success")
@@ -220,18 +224,22 @@ def undo():
     if not BulkForm().validate_on_submit():
         flash("The page was out of date; nothing was changed. Please try again.", "error")
         return redirect(back)
+    last = workspace.last_decision(current_user)
+    if last is None:
+        flash("There is nothing of yours to undo.", "info")
+        return redirect(back)
     try:
-        comment = workspace.undo_last(current_user)
+        comment = workspace.undo(current_user, last)
         db.session.commit()
     except Conflict as conflict:
         db.session.rollback()
+        if (comment := db.session.get(Comment, last.comment_id)) is not None:
+            workspace.record_refused(current_user, comment, "undo", str(conflict), last.from_status, undoes=last.id)
+            db.session.commit()
         flash(f"Cannot undo: {conflict}", "error")
         return redirect(back)
-    if comment is None:
-        flash("There is nothing of yours to undo.", "info")
-    else:
-        flash(f"Undone: the comment by {comment.author_name} is {comment.status.value} again.", "success")
-    return redirect(f"{back}#c{comment.id}" if comment else back)
+    flash(f"Undone: the comment by {comment.author_name} is {comment.status.value} again.", "success")
+    return redirect(f"{back}#c{comment.id}")
 
 
 @bp.get(f"/{TAB_PATTERN}/live")

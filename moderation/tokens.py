@@ -1,6 +1,6 @@
-"""Signed tokens: the reply form's token, the author token a reader's browser keeps, the
-"you just posted" receipt, and the links mailed to readers (confirm my email, publish my comment).
-All are signed with SECRET_KEY and carry their own purpose (salt)."""
+"""Signed tokens: the reply and report forms' tokens, the author token a reader's browser keeps,
+the "you just posted" receipt, and the links mailed to readers (confirm my email, publish my
+comment). All are signed with SECRET_KEY and carry their own purpose (salt)."""
 import secrets
 import time
 
@@ -12,6 +12,7 @@ AUTHOR_SALT = "author-token"
 RECEIPT_SALT = "posted-receipt"
 VERIFY_EMAIL_SALT = "verify-email"
 PUBLISH_COMMENT_SALT = "publish-comment"
+REPORT_SALT = "report-form"
 RECEIPT_MAX_AGE = 15 * 60
 AUTHOR_MAX_AGE = 5 * 365 * 24 * 3600
 
@@ -109,3 +110,17 @@ def read_reader_link(salt: str, token: str) -> dict:
         raise LinkError("This link is not valid: it may have been cut short or changed on the way. Nothing was "
                         "changed. Open the link from the email again, or copy all of it into the address bar.")
     return data
+
+
+def report_token(site_key: str, comment_id: int) -> str:
+    """A token for one report form: the site and comment it reports, when it was issued, a nonce."""
+    return _serializer(REPORT_SALT).dumps({"s": site_key, "c": comment_id, "n": secrets.token_hex(8)})
+
+
+def report_token_nonce(token: str, site_key: str, comment_id: int) -> str | None:
+    """The nonce of a valid, unexpired report token for this comment (it may send one report), else None."""
+    data = _load(REPORT_SALT, token, current_app.config["COMMENT_FORM_MAX_AGE"])
+    if not isinstance(data, dict) or data.get("s") != site_key or data.get("c") != comment_id:
+        return None
+    nonce = data.get("n")
+    return nonce if isinstance(nonce, str) and len(nonce) <= 32 else None

@@ -18,6 +18,8 @@ BULK_LIMIT = 500
 UNDO_LOOKBACK = 50
 REPORTS_PER_HOUR = 10
 DEFAULT_REPORT_THRESHOLD = 3
+REPORT_FORM_USED = ("This report form was already sent, so nothing more was recorded. "
+                    "To report a comment, open its Report link again.")
 
 
 @dataclass
@@ -33,6 +35,11 @@ def audit(user: User | None, comment: Comment, action: str, from_status, to_stat
     db.session.add(AuditEvent(site_id=comment.site_id, comment_id=comment.id, user_id=user.id if user else None,
                               actor=user.email if user else "readers", action=action,
                               from_status=from_status, to_status=to_status, detail=detail))
+
+
+def record_refused(user: User, comment: Comment, action: str, why: str, to_status=None, **detail) -> None:
+    """Audit an attempt that was not applied, and why, so that every attempt is in the log."""
+    audit(user, comment, f"{action}-refused", comment.status, to_status, why=why, **detail)
 
 
 def bump(comment: Comment, *statuses: Status) -> None:
@@ -87,8 +94,9 @@ def decide_many(user: User, targets: list[tuple[Comment, int]], action: str, det
             with db.session.begin_nested():
                 comments.moderate(user, comment, action, version, detail)
             outcome.applied += 1
-        except Conflict:
+        except Conflict as conflict:
             outcome.skipped += 1
+            record_refused(user, comment, action, str(conflict), ACTIONS[action], seen_version=version, **detail)
     return outcome
 
 
@@ -106,17 +114,19 @@ def reject_author(user: User, comment: Comment) -> Outcome:
                            {"reason": "All pending comments from this author"})
 
 
-def undo_last(user: User) -> Comment | None:
-    """Put back the comment of the user's latest decision not yet undone, if nobody changed it
-    since; audited as "undo". Returns the comment, or None when there is nothing to undo."""
+def last_decision(user: User) -> AuditEvent | None:
+    """The user's latest decision not yet undone, if there is one among their recent events."""
     events = list(db.session.scalars(
         sa.select(AuditEvent).where(AuditEvent.user_id == user.id,
                                     AuditEvent.action.in_([*ACTIONS, "undo"]))
         .order_by(AuditEvent.id.desc()).limit(UNDO_LOOKBACK)))
     undone = {event.detail.get("undoes") for event in events if event.action == "undo"}
-    last = next((event for event in events if event.action != "undo" and event.id not in undone), None)
-    if last is None or last.comment_id is None:
-        return None
+    return next((event for event in events if event.action != "undo" and event.id not in undone
+                 and event.comment_id is not None), None)
+
+
+def undo(user: User, last: AuditEvent) -> Comment:
+    """Put back the comment of that decision, if nobody changed it since; audited as "undo"."""
     comment = db.session.get(Comment, last.comment_id)
     if comment is None or comment.status != last.to_status or comment.decided_by_id != user.id:
         raise Conflict(comments.describe_change(comment) if comment else "That comment no longer exists.")
@@ -135,9 +145,11 @@ def reader_of(author_key: str | None, ip: str | None) -> str:
     return f"key:{author_key}" if author_key else f"ip:{client_key(ip) if ip else 'unknown'}"
 
 
-def report(comment: Comment, reader: str, reason: str, text: str) -> str:
-    """Record a reader's report; past the site's threshold the comment is hidden until a
-    moderator decides. Returns a message for the reader."""
+def report(comment: Comment, reader: str, reason: str, text: str, nonce: str | None = None) -> str:
+    """Record a reader's report (sent with the report form whose token carried nonce); past the
+    site's threshold the comment is hidden until a moderator decides. Returns a message for the reader."""
+    if nonce and db.session.scalar(sa.select(sa.exists().where(Report.nonce == nonce))):
+        raise comments.Refused(409, REPORT_FORM_USED)
     if comment.status != Status.APPROVED:
         return "Thank you; this comment is already with the moderators."
     hour_ago = utcnow() - timedelta(hours=1)
@@ -147,7 +159,7 @@ def report(comment: Comment, reader: str, reason: str, text: str) -> str:
         raise comments.Refused(429, "You have sent many reports in the last hour; please try again later.")
     if db.session.scalar(sa.select(sa.exists().where(Report.comment_id == comment.id, Report.reader == reader))):
         return "You have already reported this comment; the moderators will look at it."
-    db.session.add(Report(comment_id=comment.id, reader=reader, reason=reason, text=text))
+    db.session.add(Report(comment_id=comment.id, reader=reader, reason=reason, text=text, nonce=nonce))
     db.session.execute(sa.update(Comment).where(Comment.id == comment.id)
                        .values(reports=Comment.reports + 1).execution_options(synchronize_session=False))
     db.session.refresh(comment)

@@ -1,6 +1,7 @@
 """The moderator's workspace: tabs and filters, search, the card, decisions with reasons, edit,
 ban, bulk, undo, the audit log and its CSV, review claims, reader reports, live feed, stats."""
 import csv
+import html
 import io
 import re
 from datetime import timedelta
@@ -8,8 +9,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from .conftest import ARTICLE, ORIGIN
+from .conftest import ARTICLE, ORIGIN, comment_fields
 from .test_moderate import CARD, OTHER_ORIGIN, add_comment, comment, decide, flashes, page_of
+from moderation import create_app, tokens
 from moderation.extensions import db
 from moderation.models import AuditEvent, Ban, Claim, Comment, Report, utcnow
 from moderation.rules import Status
@@ -182,11 +184,75 @@ def test_card_shows_the_authors_record_and_the_history_page(app, client, site, m
     by_ip = add_comment(app, client, site, status=Status.FLAGGED, email="alias@example.org", body="Same IP.")
     current = add_comment(app, client, site, body="The latest one.")
     card = card_of(page_of(client.get("/moderate/")), current)
-    assert "2 approved · 1 rejected · 0 flagged · 1 pending" in card
+    assert "2 approved · 1 rejected · 1 flagged · 0 pending" in card  # the others, not this one
     history = page_of(client.get(f"/moderate/comments/{current}"))
     tally = dict((s, int(n)) for n, s in re.findall(r"<strong>(\d+)</strong> (\w+)", history))
-    assert tally["approved"] == 2 and tally["flagged"] == 1  # the flagged one shares only the IP
+    assert tally == {"approved": 2, "rejected": 1, "flagged": 1, "pending": 0}
     assert f'/moderate/comments/{by_ip}"' in history
+    assert f'<a href="/moderate/comments/{current}#history" class="record">2 approved' in card  # one click away
+
+
+def test_card_counts_the_authors_comments_by_ip_and_by_token_as_the_comment_page_does(
+        app, client, site, make_site, moderator):
+    by_ip = add_comment(app, client, site, status=Status.APPROVED, email="one@example.org", ip="203.0.113.5",
+                        body="Shares the IP address only.")
+    by_token = add_comment(app, client, site, status=Status.REJECTED, email="two@example.org", ip="198.51.100.9",
+                           body="Shares the browser token only.")
+    stranger = add_comment(app, client, site, status=Status.FLAGGED, email="three@example.org", ip="198.51.100.10",
+                           body="Shares nothing.")
+    elsewhere = make_site(name="Other Paper", origins=(OTHER_ORIGIN,))
+    add_comment(app, client, elsewhere, status=Status.APPROVED, url=OTHER_ORIGIN + "/a.html", ip="203.0.113.5",
+                email="four@example.org", body="Same IP, another site.")
+    current = add_comment(app, client, site, email="four@example.org", ip="203.0.113.5", body="The one in question.")
+    set_fields(app, by_token, author_key="k" * 32)
+    set_fields(app, current, author_key="k" * 32)
+    card = card_of(page_of(client.get("/moderate/")), current)
+    assert "1 approved · 1 rejected · 0 flagged · 0 pending" in card
+    history = page_of(client.get(f"/moderate/comments/{current}"))
+    tally = dict((s, int(n)) for n, s in re.findall(r"<strong>(\d+)</strong> (\w+)", history))
+    assert tally == {"approved": 1, "rejected": 1, "flagged": 0, "pending": 0}
+    latest = [int(n) for n in re.findall(r'<li><a href="/moderate/comments/(\d+)"', history)]
+    assert latest == [by_token, by_ip]  # newest first, and not the stranger
+
+
+def test_a_first_time_author_has_no_record(app, client, site, moderator):
+    current = add_comment(app, client, site, body="Hello for the first time.")
+    card = card_of(page_of(client.get("/moderate/")), current)
+    assert "No other comments by this author" in card and "#history" not in card
+
+
+def statements_for(app, client, path: str) -> int:
+    seen = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda *args: seen.append(1)  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    return len(seen)
+
+
+def test_a_page_of_50_cards_costs_the_statements_of_a_page_of_1(app, client, site, moderator):
+    """Replies, reports and authors with a record on every card: still no query per card."""
+    parent = add_comment(app, client, site, status=Status.APPROVED, body="A parent.")
+    with app.app_context():
+        article_id = db.session.get(Comment, parent).article_id
+        db.session.execute(sa.insert(Comment), [
+            {"site_id": site.id, "article_id": article_id, "parent_id": parent, "author_name": f"Reader {n}",
+             "author_email": f"reader{n % 7}@example.org", "author_website": "", "author_key": f"key{n % 5}",
+             "body": f"Comment {n}.", "body_html": f"<p>Comment {n}.</p>", "reasons": ["held: new author"],
+             "status": Status.APPROVED if n % 3 == 0 else Status.PENDING, "ip": f"192.0.2.{n % 11}",
+             "reports": 1, "version": 1, "sanitizer_version": 1} for n in range(120)])
+        db.session.commit()
+    counted = {}
+    for size in (1, 50):
+        app.config["QUEUE_PAGE_SIZE"] = size
+        page = page_of(client.get("/moderate/reported"))
+        assert len(cards(page)) == size and "In reply to" in page and "Author's other comments" in page
+        counted[size] = statements_for(app, client, "/moderate/reported")
+    assert counted[50] == counted[1]
 
 
 # --- decisions ---------------------------------------------------------------
@@ -225,6 +291,9 @@ def test_stale_decision_says_who_decided_and_applies_nothing(app, client, site, 
     assert response.status_code == 200
     assert any("already approved by mod@example.org" in text for text in flashes(page_of(response)))
     assert comment(app, found).status == Status.APPROVED
+    (refused,) = audit_events(app, "reject-refused")
+    assert (refused.actor, refused.from_status, refused.to_status) == ("mod@example.org", "approved", "rejected")
+    assert refused.detail["seen_version"] == 1 and "already approved by mod@example.org" in refused.detail["why"]
 
 
 def test_edit_rerenders_and_keeps_the_original_in_the_audit_log(app, client, site, moderator):
@@ -249,6 +318,11 @@ def test_edit_on_a_stale_version_changes_nothing(app, client, site, moderator):
                            follow_redirects=True)
     assert comment(app, found).body == "Before."
     assert any("your decision was not applied" in text for text in flashes(page_of(response)))
+    (refused,) = audit_events(app, "edit-refused")
+    assert (refused.actor, refused.comment_id, refused.from_status) == ("mod@example.org", found, "pending")
+    assert refused.detail["seen_version"] == 99 and refused.detail["version"] == 1
+    assert refused.detail["edited"] == "After." and "was already pending" in refused.detail["why"]
+    assert audit_events(app, "edit") == []
 
 
 @pytest.mark.parametrize(("kind", "new_email", "new_ip", "banned"), [
@@ -289,6 +363,25 @@ def test_bulk_decides_the_selection_only_if_unchanged(app, client, site, moderat
     assert flashes(page_of(response)) == ["1 comment rejected. 1 had changed meanwhile and were left alone."]
     assert [comment(app, x).status for x in (a, b, c)] == [Status.REJECTED, Status.PENDING, Status.PENDING]
     assert audit_events(app, "reject")[0].detail == {"bulk": True, "reason": "Spam"}
+    (refused,) = audit_events(app, "reject-refused")
+    assert (refused.actor, refused.comment_id, refused.from_status, refused.to_status) == (
+        "mod@example.org", b, "pending", "rejected")
+    assert refused.detail["seen_version"] == 1 and refused.detail["bulk"] is True
+    assert refused.detail["why"].startswith(f"Comment {b} was already pending")
+
+
+def test_bulk_on_comments_decided_meanwhile_audits_each_refusal(app, client, site, moderator, make_user):
+    a, b = add_comment(app, client, site, body="Bulk a."), add_comment(app, client, site, body="Bulk b.")
+    other = app.test_client()
+    make_user("other@example.org", sites=[site])
+    other.post("/moderate/login", data={"email": "other@example.org", "password": "correct horse battery"})
+    decide(other, app, a, "approve")
+    response = client.post("/moderate/pending/bulk/flag", data={"ids": [f"{a}:1", f"{b}:1"]}, follow_redirects=True)
+    assert flashes(page_of(response)) == ["1 comment flagged. 1 had changed meanwhile and were left alone."]
+    (refused,) = audit_events(app, "flag-refused")
+    assert (refused.actor, refused.comment_id, refused.from_status, refused.to_status) == (
+        "mod@example.org", a, "approved", "flagged")
+    assert "already approved by other@example.org" in refused.detail["why"]
 
 
 def test_bulk_everything_matching_the_filter(app, client, site, moderator):
@@ -342,6 +435,13 @@ def test_undo_refuses_when_someone_else_decided_since(app, client, site, moderat
     response = client.post("/moderate/undo", follow_redirects=True)
     assert "Cannot undo" in flashes(page_of(response))[-1]
     assert comment(app, found).status == Status.REJECTED
+    approve, = audit_events(app, "approve")
+    (refused,) = audit_events(app, "undo-refused")
+    assert (refused.actor, refused.comment_id, refused.from_status, refused.to_status) == (
+        "mod@example.org", found, "rejected", "pending")
+    assert refused.detail["undoes"] == approve.id
+    assert "already rejected by other@example.org" in refused.detail["why"]
+    assert audit_events(app, "undo") == []
 
 
 def test_audit_log_is_for_admins_with_filters_and_csv(app, client, site, make_user, auth):
@@ -424,10 +524,25 @@ def test_live_feed_is_scoped_to_the_users_sites(app, client, site, make_site, mo
 # --- reader reports ------------------------------------------------------------------
 
 
-def report(client, site, comment_id, reason="spam", ip="198.51.100.1", text=""):
-    return client.post(f"/embed/{site.key}/comments/{comment_id}/report",
-                       query_string={"url": ARTICLE}, data={"reason": reason, "text": text},
+def report(client, site, comment_id, reason="spam", ip="198.51.100.1", text="", token=None, author_token=""):
+    """A reader's report, sent with a fresh report form's token unless one is given."""
+    if token is None:
+        with client.application.app_context():
+            token = tokens.report_token(site.key, comment_id)
+    return client.post(f"/embed/{site.key}/comments/{comment_id}/report", query_string={"url": ARTICLE},
+                       data={"reason": reason, "text": text, "token": token, "author_token": author_token},
                        environ_base={"REMOTE_ADDR": ip})
+
+
+def form_token(page: str) -> str:
+    return html.unescape(re.search(r'<input id="token" name="token" type="hidden" value="([^"]+)">', page).group(1))
+
+
+def author_token(client, site, **changes) -> str:
+    """The author token a reader's browser keeps after posting a comment."""
+    answer = client.post("/api/v1/comments", json=comment_fields(site, **changes), headers={"Origin": ORIGIN})
+    assert answer.status_code == 201
+    return answer.get_json()["author_token"]
 
 
 def test_widget_has_a_report_control_on_each_comment(app, client, site):
@@ -437,6 +552,41 @@ def test_widget_has_a_report_control_on_each_comment(app, client, site):
     form = page_of(client.get(f"/embed/{site.key}/comments/{found}/report", query_string={"url": ARTICLE}))
     for choice in ("Spam", "Abuse", "Off-topic", "Other", "Anything else (optional)", "Send report"):
         assert choice in form
+    assert 'name="author_token" type="hidden" value=""' in form and "widget.js" in form  # filled in by the script
+    answer = report(client, site, found, token=form_token(form))
+    assert answer.status_code == 200 and "Thank you for your report" in page_of(answer)
+    assert comment(app, found).reports == 1
+
+
+def test_a_report_without_a_good_form_token_is_refused_and_the_form_comes_back(app, client, site):
+    found = add_comment(app, client, site, status=Status.APPROVED)
+    other = add_comment(app, client, site, status=Status.APPROVED, body="Another one.", email="o@example.org")
+    with app.app_context():
+        for_other = tokens.report_token(site.key, other)
+        reply_token = tokens.form_token(site.key, ARTICLE)
+    with create_app({"TESTING": True, "SECRET_KEY": "someone else's", "SQLALCHEMY_DATABASE_URI": "sqlite://"}
+                    ).app_context():
+        forged = tokens.report_token(site.key, found)
+    for token in ("", "garbage", for_other, reply_token, forged):
+        answer = report(client, site, found, reason="abuse", token=token)
+        assert answer.status_code == 400
+        page = page_of(answer)
+        assert "This report form had expired, so nothing was sent." in page
+        assert form_token(page) != token and re.search(r'<input checked [^>]*value="abuse"', page)  # a fresh form, the choice kept
+    app.config["COMMENT_FORM_MAX_AGE"] = -1
+    assert report(client, site, found).status_code == 400
+    assert comment(app, found).reports == 0
+
+
+def test_a_report_form_sends_one_report(app, client, site):
+    found = add_comment(app, client, site, status=Status.APPROVED)
+    with app.app_context():
+        token = tokens.report_token(site.key, found)
+    assert report(client, site, found, token=token, ip="198.51.100.1").status_code == 200
+    replayed = report(client, site, found, token=token, ip="198.51.100.2")
+    assert replayed.status_code == 409
+    assert "This report form was already sent, so nothing more was recorded." in page_of(replayed)
+    assert comment(app, found).reports == 1
 
 
 def test_reports_fill_the_reported_queue_and_hide_past_the_threshold(app, client, site, make_user, auth):
@@ -468,12 +618,37 @@ def test_report_threshold_is_a_site_rule(app, client, make_site):
 
 
 def test_reports_are_limited_per_reader(app, client, site):
+    """Without an author token a reader is their IP address."""
     ids = [add_comment(app, client, site, status=Status.APPROVED, body=f"Comment {n}.", email=f"{n}@example.org")
            for n in range(11)]
     for found in ids[:10]:
         assert report(client, site, found).status_code == 200
     assert report(client, site, ids[10]).status_code == 429
     assert comment(app, ids[10]).reports == 0
+    assert report(client, site, ids[10], ip="198.51.100.99").status_code == 200
+
+
+def test_a_readers_token_carries_the_limit_across_addresses(app, client, site):
+    reader = author_token(client, site, email="reader@example.org", body="I read a lot.")
+    ids = [add_comment(app, client, site, status=Status.APPROVED, body=f"Comment {n}.", email=f"{n}@example.org")
+           for n in range(11)]
+    for n, found in enumerate(ids[:10]):
+        assert report(client, site, found, ip=f"203.0.113.{n}", author_token=reader).status_code == 200
+    refused = report(client, site, ids[10], ip="203.0.113.200", author_token=reader)
+    assert refused.status_code == 429 and "many reports in the last hour" in page_of(refused)
+    assert report(client, site, ids[10], ip="203.0.113.0").status_code == 200  # another reader at a used address
+    with app.app_context():
+        readers = [found.reader for found in db.session.scalars(sa.select(Report).order_by(Report.id))]
+    assert len(set(readers[:10])) == 1 and readers[0].startswith("key:") and readers[10] == "ip:203.0.113.0"
+
+
+def test_one_report_per_reader_and_comment_whatever_the_address(app, client, site):
+    reader = author_token(client, site, email="reader@example.org", body="I read a lot.")
+    found = add_comment(app, client, site, status=Status.APPROVED, body="Reported once.")
+    assert report(client, site, found, ip="203.0.113.1", author_token=reader).status_code == 200
+    again = page_of(report(client, site, found, ip="203.0.113.2", author_token=reader))
+    assert "already reported this comment" in again
+    assert comment(app, found).reports == 1
 
 
 def test_report_needs_a_reason_and_a_published_comment_of_this_article(app, client, site):

@@ -140,6 +140,56 @@ def test_a_moderation_session_from_the_keyboard_alone(live, browser):
     page.screenshot(path=os.path.join(SHOTS, "workspace-queue.png"), full_page=True)
 
 
+def help_keys(page) -> list[str]:
+    return page.locator("#keys dd").all_inner_texts()
+
+
+def test_the_comment_page_from_the_keyboard(live, browser):
+    older, newer = seed(live, 2)
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1200, "height": 1100})
+    page = context.new_page()
+    log_in_with_keys(page, live)
+    page.keyboard.press("j")
+    page.keyboard.press("e")  # from the queue to the comment's page, in its edit box
+    page.wait_for_url(re.compile(rf"/moderate/comments/{newer}#edit-body$"))
+    page.wait_for_function("() => document.activeElement.id === 'edit-body'")
+    page.keyboard.press("Escape")  # out of the box: the keys work again
+    page.keyboard.press("?")
+    assert page.locator("#keys").evaluate("d => d.open")
+    assert help_keys(page) == ["approve", "reject", "flag", "edit the text", "undo my last decision",
+                               "show or hide this list"]  # no j / k, no x: there is one comment here
+    if AXE.exists():
+        assert serious_violations(page) == [], "comment page with the keys listed"
+    page.keyboard.press("?")
+    assert not page.locator("#keys").evaluate("d => d.open")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    assert page.url.endswith(f"/moderate/comments/{newer}#edit-body")
+
+    page.keyboard.press("e")
+    assert focused(page) == "edit-body"
+    page.keyboard.press("Escape")
+    page.keyboard.press("f")  # flag: back to the queue
+    page.get_by_text("Comment by Reader 1 flagged.").wait_for()
+    assert status_of(live, newer) == Status.FLAGGED
+
+    page.goto(live["base"] + f"/moderate/comments/{newer}")
+    assert "flag" not in help_keys(page)  # it is flagged already: f does nothing here
+    page.keyboard.press("u")  # undo, staying on this page
+    page.get_by_text("Undone: the comment by Reader 1 is pending again.").wait_for()
+    assert page.url.startswith(live["base"] + f"/moderate/comments/{newer}")
+    assert status_of(live, newer) == Status.PENDING
+
+    page.keyboard.press("r")
+    page.get_by_text("Comment by Reader 1 rejected.").wait_for()
+    assert status_of(live, newer) == Status.REJECTED
+    page.goto(live["base"] + f"/moderate/comments/{older}")
+    page.keyboard.press("a")
+    page.get_by_text("Comment by Reader 0 approved.").wait_for()
+    assert status_of(live, older) == Status.APPROVED
+    context.close()
+
+
 def test_without_javascript_a_decision_lands_on_the_next_card(live, browser):
     older, newer = seed(live, 2)
     context = browser.new_context(java_script_enabled=False)

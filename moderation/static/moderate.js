@@ -1,10 +1,12 @@
 // The moderator's keyboard and live updates. Everything here only enhances plain forms and
 // links that work without JavaScript: keys press the same buttons, the feed adds notices.
+// On the queue every key works; on a comment's page (one card) the keys that make sense there.
 (function () {
   "use strict";
-  var cards = Array.prototype.slice.call(document.querySelectorAll("li.card"));
+  var single = document.querySelector(".card.single");
+  var cards = single ? [single] : Array.prototype.slice.call(document.querySelectorAll("li.card"));
   var list = document.querySelector("ol.queue");
-  var current = -1;
+  var current = single ? 0 : -1;
   var claimed = {};
 
   function csrfToken() {
@@ -27,12 +29,34 @@
     claim(cards[current]);
   }
 
+  function submit(form) {
+    if (form.requestSubmit) form.requestSubmit(); else form.submit();
+  }
+
   function press(action) {
     var card = cards[current];
     var form = card && card.querySelector("form.decision[data-action=" + action + "]");
-    if (form && !card.classList.contains("gone")) {
-      if (form.requestSubmit) form.requestSubmit(); else form.submit();
+    if (form && !card.classList.contains("gone")) submit(form);
+  }
+
+  function edit() {
+    var box = document.getElementById("edit-body");
+    if (single && box) {
+      box.scrollIntoView({ block: "center" });
+      box.focus();
+    } else if (cards[current]) {
+      window.location = cards[current].querySelector("a.open").href + "#edit-body";  // the edit box
     }
+  }
+
+  function toggleSelected() {
+    var box = cards[current] && cards[current].querySelector("input[type=checkbox]");
+    if (box) box.checked = !box.checked;
+  }
+
+  function undo() {
+    var form = document.getElementById("undo");
+    if (form) submit(form);
   }
 
   function toggleHelp() {
@@ -41,6 +65,26 @@
     keys.open = !keys.open;
     keys.querySelector("summary").focus();
   }
+
+  function closeHelp() {
+    var keys = document.getElementById("keys");
+    if (keys) keys.open = false;
+  }
+
+  var everywhere = {
+    a: function () { press("approve"); },
+    r: function () { press("reject"); },
+    f: function () { press("flag"); },
+    e: edit,
+    u: undo,
+    "?": toggleHelp,
+    Escape: closeHelp
+  };
+  var queueOnly = {
+    j: function () { select(current + 1); },
+    k: function () { select(current - 1); },
+    x: toggleSelected
+  };
 
   document.addEventListener("focusin", function (event) {
     var card = event.target.closest && event.target.closest("li.card");
@@ -58,25 +102,9 @@
       if (event.key === "Escape") target.blur();
       return;
     }
-    var card = cards[current];
-    switch (event.key) {
-      case "j": select(current + 1); break;
-      case "k": select(current - 1); break;
-      case "a": press("approve"); break;
-      case "r": press("reject"); break;
-      case "f": press("flag"); break;
-      case "e": if (card) window.location = card.querySelector("a.open").href + "#edit-body"; break;  // the edit box
-      case "x":
-        if (card) { var box = card.querySelector("input[type=checkbox]"); box.checked = !box.checked; }
-        break;
-      case "u":
-        var undo = document.getElementById("undo");
-        if (undo) { if (undo.requestSubmit) undo.requestSubmit(); else undo.submit(); }
-        break;
-      case "?": toggleHelp(); break;
-      case "Escape": var keys = document.getElementById("keys"); if (keys) keys.open = false; break;
-      default: return;
-    }
+    var action = everywhere[event.key] || (!single && queueOnly[event.key]);
+    if (!action) return;
+    action();
     event.preventDefault();
   });
 

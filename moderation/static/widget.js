@@ -29,6 +29,11 @@
     if (tokenField && known && !tokenField.value) tokenField.value = known;
   }
 
+  /* The report form: with the reader's author token, the limit on reports counts this reader
+     rather than everyone behind the same IP address. */
+  var reportToken = document.querySelector('#report-form input[name="author_token"]');
+  if (reportToken && !reportToken.value) reportToken.value = stored(TOKEN_KEY) || "";
+
   /* "Save my name, email, and website in this browser": only when ticked, only in this browser,
      and offered only where this frame may keep anything (browsers blocking third-party storage
      deny it; then the box stays hidden rather than promise what it cannot do). */
