@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from moderation import create_app, sanitize, throttle
+from moderation import create_app, sanitize, throttle, tokens
 from moderation.rules import Status
 from ..conftest import ARTICLE, ORIGIN, comment_fields
 from .support import Markup, comment_ids, form_data, post_api, post_form, publish, stored
@@ -207,8 +207,10 @@ def test_case_41_reader_reports_count_an_ipv6_64_as_one_reader(app, client, prox
     def report(ip):
         where = ({"headers": {"X-Forwarded-For": ip}, "environ_base": {"REMOTE_ADDR": "10.0.0.2"}}
                  if send == "X-Forwarded-For" else {"environ_base": {"REMOTE_ADDR": ip}})
+        with app.app_context():
+            token = tokens.report_token(site.key, comment_id)  # each report form's own single-use token
         return reporting.post(f"/embed/{site.key}/comments/{comment_id}/report", query_string={"url": ARTICLE},
-                              data={"reason": "spam", "text": ""}, **where)
+                              data={"reason": "spam", "text": "", "token": token}, **where)
 
     assert report("[2001:db8:1:2::1]:443").status_code == 200
     assert report("2001:db8:1:2::99").status_code == 200  # the same reader again: counted once
