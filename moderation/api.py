@@ -10,7 +10,7 @@ from . import cache, comments
 from .comments import Refused, Submission
 from .extensions import csrf, db, limiter
 from .forms import ApiCommentForm
-from .models import Comment, Site
+from .models import Site
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -18,7 +18,7 @@ csrf.exempt(bp)
 FIELDS = ("url", "title", "parent_id", "name", "email", "website", "body", "author_token")
 
 
-def comment_json(comment: Comment) -> dict:
+def comment_json(comment: cache.Shown) -> dict:
     """A public comment: never the email, the IP address or the user agent."""
     return {
         "id": comment.id,
@@ -73,17 +73,17 @@ def thread():
     if not is_url:
         abort(400, description="The url parameter (the article's canonical address) is required.")
     after = request.args.get("after", type=int)
-    tag = cache.thread_tag("json", head.site_key, url, after, head.article_id, head.version)
+    tag = cache.json_tag(head, url, after)
     if unchanged := cache.not_modified(tag):
         return allow_origin(unchanged, head)
 
-    def render() -> str:
+    def render() -> bytes:
         page = cache.thread_page(head.article_id, after)
         thread = {"url": url, "title": head.title, "count": page.count,
                   "comments": [comment_json(comment) for comment in page.comments]}
         if page.next:  # more top-level comments: ask again with after=<next>
             thread["next"] = page.next
-        return json.dumps(thread)
+        return json.dumps(thread).encode()
 
     response = current_app.response_class(cache.rendered(tag, render), mimetype="application/json")
     return allow_origin(cache.public(response, tag, head.changed_at), head)

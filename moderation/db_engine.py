@@ -4,8 +4,10 @@ synchronous=NORMAL, and BEGIN IMMEDIATE for write transactions. PostgreSQL needs
 from flask import has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Select
 
 READ_ONLY_METHODS = {"GET", "HEAD", "OPTIONS"}
+_compiled: dict[tuple[type, Select], tuple[str, tuple[str, ...] | None]] = {}
 
 
 def is_sqlite(dbapi_connection) -> bool:
@@ -42,3 +44,27 @@ def begin_sqlite(connection: Connection) -> None:
         return
     writes = not has_request_context() or request.method not in READ_ONLY_METHODS
     connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def read_row(engine: Engine, query: Select, params: dict) -> tuple | None:
+    """The first row of a read-only query, run on a pooled DBAPI connection without a SQLAlchemy
+    Connection around it: a tenth of the cost, for the one query every public read runs.
+
+    The values are the driver's own, not converted by the column types: SQLite gives JSON and
+    datetimes as text, psycopg gives dicts and datetimes. On SQLite the query runs outside an
+    explicit transaction (the driver is in autocommit mode, see tune_sqlite): one statement
+    reads one consistent snapshot."""
+    key = (type(engine.dialect), query)
+    if key not in _compiled:
+        compiled = query.compile(dialect=engine.dialect)
+        _compiled[key] = compiled.string, compiled.positiontup if compiled.positional else None
+    sql, positions = _compiled[key]
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql, tuple(params[name] for name in positions) if positions is not None else params)
+        row = cursor.fetchone()
+        cursor.close()
+    finally:
+        connection.close()  # back to the pool, which rolls back what psycopg began
+    return row

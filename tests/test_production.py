@@ -17,11 +17,12 @@ import sqlalchemy as sa
 
 from moderation import create_app
 from moderation.cache import PAGE_SIZE, PUBLIC
+from moderation.cached_reads import CachedReads
 from moderation.extensions import db
 from moderation.models import Article, Comment, Site
 from moderation.rules import Status, validate_rules
 
-from .conftest import ARTICLE, ORIGIN, comment_fields, count
+from .conftest import ARTICLE, ORIGIN, Auth, comment_fields, count
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ON_SQLITE = not os.environ.get("MODERATION_TEST_DATABASE_URL", "").startswith("postgresql")
@@ -310,6 +311,152 @@ def test_widget_after_posting_is_not_stored_anywhere(app, client, site):
     assert "ETag" not in posted.headers and "CDN-Cache-Control" not in posted.headers
 
 
+# --- Cache hits, answered in front of Flask (cached_reads.py) --------------------------------
+
+def flask_only(app):
+    """A test client on the app without the cache-hit shortcut: Flask's own answers."""
+    from werkzeug.test import Client
+
+    assert isinstance(app.wsgi_app, CachedReads)
+    return Client(app.wsgi_app.wsgi_app, app.response_class)
+
+
+@pytest.fixture
+def flask_calls(app, monkeypatch):
+    """The requests that reached Flask, i.e. that the shortcut did not answer."""
+    calls = []
+    inner = app.wsgi_app.wsgi_app
+    monkeypatch.setattr(app.wsgi_app, "wsgi_app",
+                        lambda environ, start_response: calls.append(environ["PATH_INFO"]) or inner(environ, start_response))
+    return calls
+
+
+def comparable(response) -> tuple:
+    """Status, headers and body, but for what differs on every answer: the date, the request id
+    and the widget's form token (and so its length)."""
+    assert int(response.headers.get("Content-Length", 0)) == len(response.get_data())
+    headers = sorted((name, value) for name, value in response.headers.items()
+                     if name not in ("Date", "X-Request-ID", "Content-Length"))
+    body = response.get_data(as_text=True)
+    return response.status_code, headers, re.sub(r'name="token" type="hidden" value="[^"]+"', "TOKEN", body)
+
+
+@pytest.mark.parametrize("params, headers", [
+    ({}, {}),
+    ({}, {"Origin": ORIGIN}),
+    ({}, {"Origin": "https://elsewhere.example"}),
+    ({"after": "1"}, {}),
+])
+def test_a_cached_json_thread_is_answered_before_flask_exactly_as_flask_answers(
+        app, client, site, post_comment, moderator, flask_calls, params, headers):
+    approve(client, app, post_comment(site)["id"])
+    flask = flask_only(app)
+    first = flask.get("/api/v1/threads", query_string={"site": site.key, "url": ARTICLE, **params}, headers=headers)
+    flask_calls.clear()
+    hit = get_thread(client, site, headers=headers, **params)
+    assert flask_calls == []  # answered from the cache, in front of Flask
+    assert comparable(hit) == comparable(first)
+    assert ("Access-Control-Allow-Origin" in hit.headers) == (headers.get("Origin") == ORIGIN)
+
+    etag = hit.headers["ETag"]
+    conditional = {**headers, "If-None-Match": etag}
+    unchanged = get_thread(client, site, headers=conditional, **params)
+    assert unchanged.status_code == 304 and flask_calls == []
+    assert comparable(unchanged) == comparable(flask.get(
+        "/api/v1/threads", query_string={"site": site.key, "url": ARTICLE, **params}, headers=conditional))
+
+
+@pytest.mark.parametrize("params", [{}, {"origin": ORIGIN, "title": "Riverside"}, {"origin": "https://evil.example"}])
+def test_a_cached_widget_page_is_answered_before_flask_exactly_as_flask_answers(
+        app, client, site, post_comment, moderator, flask_calls, params):
+    from moderation import tokens
+
+    approve(client, app, post_comment(site)["id"])
+    first = flask_only(app).get(f"/embed/{site.key}", query_string={"url": ARTICLE, **params})
+    flask_calls.clear()
+    hit = get_widget(client, site, **params)
+    assert flask_calls == []
+    assert comparable(hit) == comparable(first)
+    assert "Ada Lovelace" in hit.get_data(as_text=True)
+    token = re.search(r'name="token" type="hidden" value="([^"]+)"', hit.get_data(as_text=True)).group(1)
+    with app.test_request_context():
+        assert tokens.form_token_valid(token, site.key, ARTICLE)  # fresh and single-use, as from Flask
+
+
+def test_everything_but_a_plain_cache_hit_goes_to_flask(app, client, site, post_comment, moderator, flask_calls):
+    approve(client, app, post_comment(site)["id"])
+    get_thread(client, site), get_widget(client, site)  # both cached now
+    flask_calls.clear()
+    assert get_thread(client, site, headers={"Range": "bytes=0-10"}).status_code in (200, 206)
+    assert get_thread(client, site, headers={"If-Modified-Since": "Tue, 01 Dec 2099 00:00:00 GMT"}).status_code == 304
+    assert client.head("/api/v1/threads", query_string={"site": site.key, "url": ARTICLE}).status_code == 200
+    assert get_widget(client, site, reply_to="1").status_code == 200
+    assert client.get("/api/v1/threads", query_string={"site": "nosuchsite", "url": ARTICLE}).status_code == 404
+    assert client.get(f"/embed/{site.key}", query_string={"url": "https://elsewhere.example/a"}).status_code == 403
+    assert len(flask_calls) == 6
+    flask_calls.clear()
+    get_thread(client, site, after="7")  # a page not cached yet: Flask renders it, then it is a hit
+    get_thread(client, site, after="7")
+    assert len(flask_calls) == 1
+
+
+def test_a_cache_that_fails_on_a_hit_sends_the_read_to_flask(app, client, site, post_comment, moderator,
+                                                              flask_calls, monkeypatch, caplog):
+    from moderation.cache import cache
+
+    approve(client, app, post_comment(site)["id"])
+    assert get_thread(client, site).status_code == 200
+
+    def down(*args):
+        raise ConnectionError("the cache is down")
+
+    monkeypatch.setattr(cache, "get", down)
+    flask_calls.clear()
+    response = get_thread(client, site)
+    assert response.status_code == 200 and response.get_json()["count"] == 1
+    assert flask_calls == ["/api/v1/threads"] and "The cache is unreachable" in caplog.text
+
+
+def test_an_approval_shows_at_once_through_another_app_sharing_the_cache(app, client, database_url, site,
+                                                                       post_comment, moderator, tmp_path):
+    """Two app servers sharing one cache (a directory here; Redis in production) and one database."""
+    shared = {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(tmp_path / "cache")}
+    node_a = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": database_url,
+                         "WTF_CSRF_ENABLED": False, **shared})
+    node_b = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": database_url,
+                         **shared})
+    comment_id = post_comment(site)["id"]
+    b = node_b.test_client()
+    for _ in range(2):  # the second answer is a hit of the shared cache
+        assert get_thread(b, site).get_json()["count"] == 0
+        assert "Ada Lovelace" not in get_widget(b, site).get_data(as_text=True)
+    a = node_a.test_client()
+    Auth(a).login()
+    approve(a, node_a, comment_id)
+    assert [c["id"] for c in get_thread(b, site).get_json()["comments"]] == [comment_id]
+    assert "Ada Lovelace" in get_widget(b, site).get_data(as_text=True)
+    for node in (node_a, node_b):
+        with node.app_context():
+            db.engine.dispose()
+
+
+def test_an_approval_shows_at_once_on_every_worker_with_its_own_memory_cache(app, client, database_url, site,
+                                                                           post_comment, moderator):
+    """gunicorn workers each hold their own in-memory cache: the version in the database decides."""
+    workers = [create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": database_url})
+               for _ in range(3)]
+    comment_id = post_comment(site)["id"]
+    for worker in workers:
+        for _ in range(2):
+            assert get_thread(worker.test_client(), site).get_json()["count"] == 0
+    approve(client, app, comment_id)
+    for worker in workers:
+        assert get_thread(worker.test_client(), site).get_json()["count"] == 1
+        assert "Ada Lovelace" in get_widget(worker.test_client(), site).get_data(as_text=True)
+        with worker.app_context():
+            db.engine.dispose()
+
+
 # --- Operations: /healthz and the request log -----------------------------------------------
 
 def test_healthz_answers_ok_when_the_database_answers(client):
@@ -346,10 +493,14 @@ def test_one_json_log_line_per_request_with_its_id(client, site, request_log):
     assert response.headers["X-Request-ID"] == "lb-1234"
     generated = get_thread(client, site).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
-    first, second = (json.loads(line) for line in request_log)
+    hit = get_thread(client, site, headers={"X-Request-ID": "lb-5678"})  # a cache hit, answered before Flask
+    assert hit.headers["X-Request-ID"] == "lb-5678"
+    first, second, third = (json.loads(line) for line in request_log)
     assert first["request_id"] == "lb-1234" and first["method"] == "GET" and first["path"] == "/healthz"
     assert first["status"] == 200 and first["duration_ms"] >= 0
     assert second["request_id"] == generated and second["path"] == "/api/v1/threads"
+    assert third == {"request_id": "lb-5678", "method": "GET", "path": "/api/v1/threads", "status": 200,
+                     "duration_ms": third["duration_ms"]}
 
 
 def test_a_request_id_that_could_forge_log_lines_is_replaced(client, request_log):
