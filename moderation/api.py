@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 
-from . import cache, comments
+from . import cache, comments, db_engine
 from .comments import Refused, Submission
 from .extensions import csrf, db, limiter
 from .forms import ApiCommentForm
@@ -92,6 +92,7 @@ def thread():
 @bp.post("/comments")
 @limiter.limit(lambda: current_app.config["COMMENT_RATE_LIMIT"],
                error_message="Too many comments from your address. Please wait a minute and try again.")
+@db_engine.read_first
 def create():
     try:
         data = request.get_json(silent=True) if request.is_json else None
@@ -123,13 +124,14 @@ def create():
         author_token=form.author_token.data or None, notify=data.get("notify") is True)
     try:
         comment, author_token = comments.submit(site, submission)
+        answer = jsonify(id=comment.id, status=comment.status.value, author_token=author_token)  # not read again
         db.session.commit()
     except Refused as refused:
         db.session.rollback()
         if refused.status_code == 400 and refused.field:
             return allow_origin(jsonify(errors={refused.field: [refused.message]}), site), 400
         return allow_origin(jsonify(error=refused.message), site), refused.status_code
-    return allow_origin(jsonify(id=comment.id, status=comment.status.value, author_token=author_token), site), 201
+    return allow_origin(answer, site), 201
 
 
 @bp.get("/openapi.json")

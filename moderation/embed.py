@@ -6,7 +6,7 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
                    send_from_directory, url_for)
 from sqlalchemy.exc import IntegrityError
 
-from . import cache, comments, tokens, workspace
+from . import cache, comments, db_engine, tokens, workspace
 from .comments import Refused, Submission, origin_of
 from .extensions import csrf, db, limiter
 from .errors import render_error
@@ -169,6 +169,7 @@ def thread(key: str):
 @bp.post("/embed/<key>")
 @limiter.limit(lambda: current_app.config["COMMENT_RATE_LIMIT"],
                error_message="Too many comments from your address. Please wait a minute and try again.")
+@db_engine.read_first
 def post(key: str):
     site = site_or_404(key)
     form = WidgetForm()

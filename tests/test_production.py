@@ -165,6 +165,87 @@ def test_four_gunicorn_workers_posting_at_once_never_lock(tmp_path):
         assert db.session.scalar(sa.select(Article.thread_version)) == 201  # every publish bumped it
 
 
+@pytest.mark.skipif(not ON_SQLITE, reason="SQLite only")
+def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, site):
+    statements = []
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, *args: statements.append(statement.split()[:4]))
+    assert client.post("/api/v1/comments", json=comment_fields(site), headers={"Origin": ORIGIN}).status_code == 201
+    begins = [n for n, words in enumerate(statements) if words[0] == "BEGIN"]
+    assert statements[begins[0]] == ["BEGIN"]  # the checks: no lock
+    [locked] = [n for n in begins if statements[n] == ["BEGIN", "IMMEDIATE"]]
+    checks = statements[:locked]
+    assert any("bans" in words or "bans.id," in words for words in checks)
+    assert any("author_trust.trusted" in words for words in checks)
+    writes = statements[locked:]
+    assert not any("bans.id," in words or "author_trust.trusted" in words for words in writes)
+    assert ["INSERT", "INTO", "comments", "(site_id,"] in writes
+
+
+def post_during_the_checks_of_another(app, monkeypatch, first: dict, second: dict) -> tuple[int, int]:
+    """Post `first`; when its checks are done and before it writes, post `second` in full."""
+    from moderation import db_engine
+
+    real, waiting, answers = db_engine.start_writing, [second], []
+
+    def meanwhile():
+        real()
+        if waiting:
+            answers.append(app.test_client().post("/api/v1/comments", json=waiting.pop(), headers={"Origin": ORIGIN}))
+
+    monkeypatch.setattr(db_engine, "start_writing", meanwhile)
+    response = app.test_client().post("/api/v1/comments", json=first, headers={"Origin": ORIGIN})
+    return response.status_code, answers[0].status_code
+
+
+def test_the_same_comment_posted_twice_at_once_is_stored_once(app, site, monkeypatch):
+    fields = comment_fields(site)
+    assert post_during_the_checks_of_another(app, monkeypatch, fields, fields) == (409, 201)
+    with app.app_context():
+        assert count(Comment) == 1
+
+
+def test_a_flood_of_two_posts_at_once_is_caught(app, make_site, monkeypatch):
+    site = make_site(flood_seconds=60)
+    first = comment_fields(site)
+    second = comment_fields(site, body="And another thing about the ferry steps.")
+    assert post_during_the_checks_of_another(app, monkeypatch, first, second) == (429, 201)
+    with app.app_context():
+        assert count(Comment) == 1
+
+
+def test_the_same_text_on_several_articles_at_once_is_counted(app, site, monkeypatch):
+    """Held from the third article on, even when the third and an earlier one are posted at once."""
+    spam = "Cheap watches at example dot com, best prices."
+    post = app.test_client().post
+    fields = comment_fields(site, url=f"{ORIGIN}/a.html", body=spam, email="s@example.org")
+    assert post("/api/v1/comments", json=fields, headers={"Origin": ORIGIN}).status_code == 201
+    first = comment_fields(site, url=f"{ORIGIN}/b.html", body=spam, email="t@example.org")
+    second = comment_fields(site, url=f"{ORIGIN}/c.html", body=spam, email="u@example.org")
+    assert post_during_the_checks_of_another(app, monkeypatch, first, second) == (201, 201)
+    with app.app_context():
+        held = db.session.scalar(sa.select(Comment).join(Article).where(Article.url == f"{ORIGIN}/b.html"))
+        assert "held: repeated on 3 articles within a day" in held.reasons
+
+
+def test_the_body_hash_follows_the_body_on_every_write(app, site, post_comment):
+    from moderation.models import body_hash
+
+    comment_id = post_comment(site)["id"]
+    with app.app_context():
+        comment = db.session.get(Comment, comment_id)
+        assert comment.body_hash == body_hash("Good to see the footpath finally funded.")
+        comment.body = "Edited."
+        db.session.commit()
+        assert db.session.get(Comment, comment_id).body_hash == body_hash("Edited.")
+        db.session.execute(sa.insert(Comment), [{"site_id": site.id, "article_id": comment.article_id,
+                                                 "author_name": "I", "author_email": "i@example.org",
+                                                 "body": "Imported.", "body_html": "<p>Imported.</p>"}])
+        imported = db.session.scalar(sa.select(Comment).where(Comment.body == "Imported."))
+        assert imported.body_hash == body_hash("Imported.")
+
+
 # --- The thread's version: bumped by every change the public sees --------------------------
 
 def test_version_bumps_on_publish_and_on_decisions_that_change_the_thread(app, client, site, make_site,
