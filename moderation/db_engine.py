@@ -6,6 +6,7 @@ import functools
 from flask import g, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
 from .extensions import db
@@ -95,12 +96,17 @@ def read_row(engine: Engine, query: Select, params: dict) -> tuple | None:
         compiled = query.compile(dialect=engine.dialect)
         _compiled[key] = compiled.string, compiled.positiontup if compiled.positional else None
     sql, positions = _compiled[key]
-    connection = engine.raw_connection()
+    values = tuple(params[name] for name in positions) if positions is not None else params
+    driver_error = engine.dialect.loaded_dbapi.Error
     try:
-        cursor = connection.cursor()
-        cursor.execute(sql, tuple(params[name] for name in positions) if positions is not None else params)
-        row = cursor.fetchone()
-        cursor.close()
-    finally:
-        connection.close()  # back to the pool, which rolls back what psycopg began
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, values)
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            connection.close()  # back to the pool, which rolls back what psycopg began
+    except driver_error as error:  # as SQLAlchemy's own errors, for the error handlers (a 503)
+        raise DBAPIError.instance(sql, values, error, driver_error) from error
     return row
