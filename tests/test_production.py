@@ -362,6 +362,19 @@ def test_widget_pages_with_a_load_more_link_that_needs_no_script(app, client, si
     assert "Load more comments" not in more
 
 
+def test_report_links_built_once_per_page_are_those_url_for_builds(app, client, site):
+    from flask import url_for
+
+    ids = add_approved(app, site, 3)
+    title = "Budget /0/report & more"  # the id's place is found in the path, never in the query
+    page = get_widget(client, site, origin=ORIGIN, title=title).get_data(as_text=True)
+    links = re.findall(r'<a class="report" href="([^"]+)"', page)
+    with app.test_request_context():
+        expected = [url_for("embed.report", key=site.key, comment_id=n, url=ARTICLE, title=title, origin=ORIGIN)
+                    for n in ids]
+    assert [link.replace("&amp;", "&") for link in links] == expected
+
+
 # --- The widget's page: shared by readers, but never a reader's own --------------------------
 
 def test_widget_is_rendered_once_but_each_answer_has_a_fresh_single_use_token(app, client, site):
