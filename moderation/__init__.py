@@ -25,13 +25,14 @@ def create_app(config: dict | None = None) -> Flask:
     configure_extensions(app)
     register_blueprints(app)
 
-    from . import cache, cli, errors, ops, security
+    from . import cache, cached_reads, cli, errors, ops, security
 
     cache.init_app(app)
     ops.init_app(app)
     cli.init_app(app)
     errors.init_app(app)
     security.init_app(app)
+    app.wsgi_app = cached_reads.CachedReads(app, app.wsgi_app)
     return app
 
 

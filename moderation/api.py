@@ -6,11 +6,11 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 
-from . import cache, comments
+from . import cache, comments, db_engine
 from .comments import Refused, Submission
 from .extensions import csrf, db, limiter
 from .forms import ApiCommentForm
-from .models import Comment, Site
+from .models import Site
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -18,7 +18,7 @@ csrf.exempt(bp)
 FIELDS = ("url", "title", "parent_id", "name", "email", "website", "body", "author_token")
 
 
-def comment_json(comment: Comment) -> dict:
+def comment_json(comment: cache.Shown) -> dict:
     """A public comment: never the email, the IP address or the user agent."""
     return {
         "id": comment.id,
@@ -73,17 +73,17 @@ def thread():
     if not is_url:
         abort(400, description="The url parameter (the article's canonical address) is required.")
     after = request.args.get("after", type=int)
-    tag = cache.thread_tag("json", head.site_key, url, after, head.article_id, head.version)
+    tag = cache.json_tag(head, url, after)
     if unchanged := cache.not_modified(tag):
         return allow_origin(unchanged, head)
 
-    def render() -> str:
+    def render() -> bytes:
         page = cache.thread_page(head.article_id, after)
         thread = {"url": url, "title": head.title, "count": page.count,
                   "comments": [comment_json(comment) for comment in page.comments]}
         if page.next:  # more top-level comments: ask again with after=<next>
             thread["next"] = page.next
-        return json.dumps(thread)
+        return json.dumps(thread).encode()
 
     response = current_app.response_class(cache.rendered(tag, render), mimetype="application/json")
     return allow_origin(cache.public(response, tag, head.changed_at), head)
@@ -92,6 +92,7 @@ def thread():
 @bp.post("/comments")
 @limiter.limit(lambda: current_app.config["COMMENT_RATE_LIMIT"],
                error_message="Too many comments from your address. Please wait a minute and try again.")
+@db_engine.read_first
 def create():
     try:
         data = request.get_json(silent=True) if request.is_json else None
@@ -123,13 +124,14 @@ def create():
         author_token=form.author_token.data or None, notify=data.get("notify") is True)
     try:
         comment, author_token = comments.submit(site, submission)
+        answer = jsonify(id=comment.id, status=comment.status.value, author_token=author_token)  # not read again
         db.session.commit()
     except Refused as refused:
         db.session.rollback()
         if refused.status_code == 400 and refused.field:
             return allow_origin(jsonify(errors={refused.field: [refused.message]}), site), 400
         return allow_origin(jsonify(error=refused.message), site), refused.status_code
-    return allow_origin(jsonify(id=comment.id, status=comment.status.value, author_token=author_token), site), 201
+    return allow_origin(answer, site), 201
 
 
 @bp.get("/openapi.json")

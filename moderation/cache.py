@@ -2,17 +2,22 @@
 article (Article.thread_version, bumped in the same transaction as every change the public
 sees) and kept in Flask-Caching: in memory by default, Redis when CACHE_REDIS_URL is set so
 that every app server shares them. The version is read from the database on every request, so
-an approval shows on the next load on every server: the cache never decides what is fresh."""
+an approval shows on the next load on every server: the cache never decides what is fresh.
+Cache hits are answered before Flask's request handling by cached_reads.py, with the
+functions here."""
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, request
 from flask_caching import Cache
+from werkzeug.http import http_date, quote_etag
 
-from . import comments
+from . import comments, db_engine, sanitize
 from .extensions import db
 from .models import Article, Comment, Site
 
@@ -24,6 +29,8 @@ PAGE_SIZE = 50  # top-level comments on one page of a thread, each with all its 
 # revalidates. (stale-while-revalidate in Cache-Control would let browsers show a stale thread.)
 PUBLIC = "public, max-age=0, must-revalidate, s-maxage=30"
 CDN = "public, max-age=30, stale-while-revalidate=60"
+# Part of every cache key: a new shape of the stored values never meets an old one.
+KEY_PREFIX = "thread:2:"
 
 
 def init_app(app: Flask) -> None:
@@ -64,19 +71,44 @@ THREAD_HEAD = _thread_head_query()  # built once: this runs on every read
 
 
 def thread_head(site_key: str | None, url: str) -> ThreadHead | None:
-    """None for an unknown site. Plain columns, not ORM objects, from one prepared query."""
+    """None for an unknown site. One query on a connection of its own (db_engine.read_row),
+    outside the request's session: its answer is never older than what is rendered after it."""
     if not comments.is_site_key(site_key):
         return None
-    row = db.session.connection().execute(THREAD_HEAD, {"key": site_key, "url": url}).one_or_none()
+    row = db_engine.read_row(db.engine, THREAD_HEAD, {"key": site_key, "url": url})
     if row is None:
         return None
     site_id, key, rules, article_id, title, version, closed, changed_at = row
+    if isinstance(rules, str):  # SQLite's driver gives JSON and datetimes as text
+        rules = json.loads(rules)
+    if isinstance(changed_at, str):
+        changed_at = datetime.fromisoformat(changed_at)
     return ThreadHead(site_id, key, rules, article_id, title or "", version or 0, bool(closed), changed_at)
+
+
+class Shown(NamedTuple):
+    """What the public sees of an approved comment: plain values, not ORM objects, for speed."""
+    id: int
+    parent_id: int | None
+    author_name: str
+    author_website: str
+    body_html: str
+    created_at: datetime
+
+
+SHOWN_COLUMNS = (Comment.id, Comment.parent_id, Comment.author_name, Comment.author_website,
+                 Comment.body_html, Comment.created_at, Comment.sanitizer_version, Comment.body)
+
+
+def shown(row) -> Shown:
+    """HTML stored under an older sanitizer policy is rendered again (as comments.rerender_outdated_html)."""
+    html = row.body_html if row.sanitizer_version == sanitize.SANITIZER_VERSION else sanitize.render(row.body)
+    return Shown(row.id, row.parent_id, row.author_name, row.author_website, html, row.created_at)
 
 
 @dataclass
 class ThreadPage:
-    comments: list[Comment]
+    comments: list[Shown]
     count: int  # approved comments in the whole thread, not only on this page
     next: int | None  # the cursor (`after`) of the following page, if there is one
 
@@ -88,52 +120,58 @@ def thread_page(article_id: int | None, after: int | None = None) -> ThreadPage:
     roots = db.session.scalars(comments.top_level_comments(article_id, after).limit(PAGE_SIZE + 1)).all()
     more = len(roots) > PAGE_SIZE
     roots = roots[:PAGE_SIZE]
-    flat = db.session.scalars(comments.with_replies(roots)).all() if roots else []
+    rows = db.session.execute(comments.with_replies(roots).with_only_columns(*SHOWN_COLUMNS)).all() if roots else []
+    flat = [shown(row) for row in rows]
     count = db.session.scalar(comments.approved_count(article_id)) if (after or more) else len(flat)
     return ThreadPage(flat, count, roots[-1] if more else None)
 
 
 def thread_tag(*parts: object) -> str:
-    """A short digest of everything a cached thread depends on: its ETag and its cache key."""
-    return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+    """A short digest of everything a cached thread depends on: its ETag and its cache key.
+    The sanitizer's version is one of them: a new policy renders every thread again."""
+    return hashlib.blake2b(repr((sanitize.SANITIZER_VERSION, *parts)).encode(), digest_size=12).hexdigest()
+
+
+def json_tag(head: ThreadHead, url: str, after: int | None) -> str:
+    return thread_tag("json", head.site_key, url, after, head.article_id, head.version)
+
+
+def public_headers(tag: str, changed_at: datetime | None = None) -> list[tuple[str, str]]:
+    """Let a CDN keep the answer briefly, and browsers revalidate it by ETag."""
+    headers = [("ETag", quote_etag(tag, weak=True)), ("Cache-Control", PUBLIC), ("CDN-Cache-Control", CDN)]
+    if changed_at:
+        headers.append(("Last-Modified", http_date(changed_at)))
+    return headers
 
 
 def not_modified(tag: str) -> Response | None:
     """A 304 when the browser or CDN already holds this version (If-None-Match)."""
     if not request.if_none_match.contains_weak(tag):
         return None
-    response = current_app.response_class(status=304)
-    response.set_etag(tag, weak=True)
-    response.headers["Cache-Control"] = PUBLIC
-    response.headers["CDN-Cache-Control"] = CDN
-    return response
+    return current_app.response_class(status=304, headers=public_headers(tag))
 
 
-def rendered(tag: str, render: Callable[[], str]) -> str:
-    """The cached rendering for this tag, rendering and storing it the first time.
-    A cache that is down costs speed, never an answer."""
-    key = "thread:" + tag
+def cached(tag: str):
+    """The stored rendering for this tag, or None. A cache that is down costs speed, never an answer."""
     try:
-        text = cache.get(key)
+        return cache.get(KEY_PREFIX + tag)
     except Exception:
-        current_app.logger.warning("The cache is unreachable; rendering %s without it", key, exc_info=True)
-        return render()
-    if text is None:
-        text = render()
+        current_app.logger.warning("The cache is unreachable; rendering %s without it", tag, exc_info=True)
+        return None
+
+
+def rendered(tag: str, render: Callable[[], object]):
+    """The cached rendering for this tag, rendering and storing it the first time."""
+    value = cached(tag)
+    if value is None:
+        value = render()
         try:
-            cache.set(key, text)
+            cache.set(KEY_PREFIX + tag, value)
         except Exception:
-            current_app.logger.warning("The cache is unreachable; %s not stored", key, exc_info=True)
-    return text
+            current_app.logger.warning("The cache is unreachable; %s not stored", tag, exc_info=True)
+    return value
 
 
 def public(response: Response, tag: str, changed_at: datetime | None) -> Response:
-    """Let a CDN keep the answer briefly, and browsers revalidate it by ETag."""
-    response.set_etag(tag, weak=True)
-    if changed_at:
-        response.last_modified = changed_at
-    response.headers["Cache-Control"] = PUBLIC
-    response.headers["CDN-Cache-Control"] = CDN
+    response.headers.extend(public_headers(tag, changed_at))
     return response.make_conditional(request)
-
-

@@ -1,7 +1,8 @@
 """What happens to comments: submitting one, moderating one, and the queries behind the
 thread and the queue. Gathers the facts the rules need; never commits (the view does)."""
 import ipaddress
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -10,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm import aliased
 
-from . import addresses, notifications, rules, sanitize, tokens, webhooks
+from . import addresses, db_engine, notifications, rules, sanitize, tokens, webhooks
 from .extensions import db
-from .models import Article, AuditEvent, AuthorTrust, Ban, Comment, Site, User, VerifiedEmail, utcnow
+from .models import Article, AuditEvent, AuthorTrust, Ban, Comment, Site, User, VerifiedEmail, body_hash, utcnow
 from .rules import Status
 
 ACTIONS = {"approve": Status.APPROVED, "reject": Status.REJECTED, "flag": Status.FLAGGED}
@@ -111,9 +112,12 @@ def bump_thread(article_id: int) -> None:
                        .execution_options(synchronize_session=False))
 
 
+CLEAN_URL = re.compile("[\x21-\ud7ff\ue000-\U0010ffff]{1,2000}")
+
+
 def is_clean_url(url: str) -> bool:
     """No control characters, spaces or lone surrogates, and a sane length."""
-    return 0 < len(url) <= 2000 and all(32 < ord(ch) < 0xD800 or 0xDFFF < ord(ch) for ch in url)
+    return CLEAN_URL.fullmatch(url) is not None
 
 
 def check_article_url(site: Site, url: str) -> None:
@@ -166,12 +170,22 @@ def seconds_since_last_by_email(site: Site, email: str) -> float | None:
     return (utcnow() - last).total_seconds() if last else None
 
 
+def flood_facts(site: Site, submission: Submission) -> dict[str, float | None]:
+    """Seconds since the last comment from this IP address and from this email, for the flood
+    limit; nothing to look up when the site has none."""
+    if not rules.with_defaults(site.rules)["flood_seconds"]:
+        return {}
+    return {"seconds_since_last_from_ip": seconds_since_last_from(site, submission.ip),
+            "seconds_since_last_from_email": seconds_since_last_by_email(site, submission.email)}
+
+
 def articles_with_text(site: Site, article: Article | None, body: str) -> int:
     """How many articles of the site got this same text within a day, the one it is posted to included."""
     others = db.session.scalar(
         sa.select(sa.func.count(sa.distinct(Comment.article_id)))
-        .where(Comment.site_id == site.id, Comment.created_at >= utcnow() - timedelta(days=1),
-               Comment.body == body, Comment.article_id != (article.id if article else None)))
+        .where(Comment.site_id == site.id, Comment.body_hash == body_hash(body),
+               Comment.created_at >= utcnow() - timedelta(days=1), Comment.body == body,
+               Comment.article_id != (article.id if article else None)))
     return (others or 0) + 1
 
 
@@ -211,6 +225,7 @@ def banned_until(site: Site, email: str, ip: str | None) -> str | None:
 
 def is_duplicate(article: Article, submission: Submission) -> bool:
     return db.session.scalar(sa.select(sa.exists().where(
+        Comment.site_id == article.site_id, Comment.body_hash == body_hash(submission.body),
         Comment.article_id == article.id, Comment.author_email == submission.email,
         Comment.parent_id == submission.parent_id if submission.parent_id else Comment.parent_id.is_(None),
         Comment.body == submission.body))) or False
@@ -247,9 +262,29 @@ def may_mail_publish_link(site: Site, email: str) -> bool:
     return sent < PUBLISH_LINKS_PER_HOUR
 
 
+@dataclass
+class Checked:
+    """A comment that passed the checks: what storing it needs."""
+    body_html: str
+    author_key: str | None
+    draft: rules.Draft
+    facts: rules.Facts
+    decision: rules.Decision
+
+
 def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
     """Take a reader's comment: refuse it, or store it with the rules' decision and reasons.
-    Returns the comment and the author token for the reader's browser."""
+    Returns the comment and the author token for the reader's browser.
+
+    The checks, the sanitizer and the rules run first and only read; the writes follow in
+    their own short transaction (on SQLite, the database's one write lock is held only there;
+    see db_engine.read_first)."""
+    checked = check(site, submission)
+    db_engine.start_writing()
+    return store(site, submission, checked)
+
+
+def check(site: Site, submission: Submission) -> Checked:
     check_article_url(site, submission.url)
     existing = article_for(site, submission.url)
     check_parent(existing, submission.parent_id)
@@ -264,8 +299,7 @@ def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
                         ip=submission.ip or "")
     facts = rules.Facts(
         known_author=is_known_author(site, author_key),
-        seconds_since_last_from_ip=seconds_since_last_from(site, submission.ip),
-        seconds_since_last_from_email=seconds_since_last_by_email(site, submission.email),
+        **flood_facts(site, submission),
         honeypot_filled=submission.honeypot_filled,
         seconds_to_fill=submission.seconds_to_fill,
         repeated_on_articles=articles_with_text(site, existing, submission.body),
@@ -279,18 +313,31 @@ def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
     refusal = rules.refuse(draft, site.rules, facts)
     if refusal:
         raise Refused(refusal.status_code, refusal.message, refusal.field)
-    if existing and is_duplicate(existing, submission):
+    return Checked(body_html, author_key, draft, facts, rules.decide(draft, site.rules, facts))
+
+
+def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment, str]:
+    """Write a checked comment. The facts that the reader's own posts of the same moment can
+    change are looked up again first, inside the write transaction, so that two posts at once
+    cannot both slip under the flood limit, the duplicate check or the repeated-text count."""
+    article = get_or_create_article(site, submission.url, submission.title)
+    facts = replace(checked.facts, repeated_on_articles=articles_with_text(site, article, submission.body),
+                    **flood_facts(site, submission))
+    if refusal := rules.refuse(checked.draft, site.rules, facts):
+        raise Refused(refusal.status_code, refusal.message, refusal.field)
+    if is_duplicate(article, submission):
         raise Refused(409, DUPLICATE)
-    decision = rules.decide(draft, site.rules, facts)
-    if author_key is None:
+    decision = checked.decision
+    if facts.repeated_on_articles != checked.facts.repeated_on_articles:
+        decision = rules.decide(checked.draft, site.rules, facts)
+    if checked.author_key is None:
         author_key, author_token = tokens.new_author_token()
     else:
-        author_token = submission.author_token
-    article = existing or get_or_create_article(site, submission.url, submission.title)
+        author_key, author_token = checked.author_key, submission.author_token
     comment = Comment(
         site_id=site.id, article_id=article.id, parent_id=submission.parent_id,
         author_name=submission.name, author_email=submission.email, author_website=submission.website,
-        author_key=author_key, body=submission.body, body_html=body_html,
+        author_key=author_key, body=submission.body, body_html=checked.body_html,
         sanitizer_version=sanitize.SANITIZER_VERSION, status=decision.status,
         reasons=list(decision.reasons), ip=submission.ip, user_agent=submission.user_agent[:400],
         notify=submission.notify,

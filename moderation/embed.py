@@ -6,7 +6,7 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
                    send_from_directory, url_for)
 from sqlalchemy.exc import IntegrityError
 
-from . import cache, comments, tokens, workspace
+from . import cache, comments, db_engine, tokens, workspace
 from .comments import Refused, Submission, origin_of
 from .extensions import csrf, db, limiter
 from .errors import render_error
@@ -48,20 +48,20 @@ def article_url_or_abort(site: Site, url: str | None) -> str:
     return url
 
 
-def frame_origin(site: Site, url: str) -> str:
+def frame_origin(site: Site, url: str, args=None) -> str:
     """The origin of the page that embeds us, for postMessage; only ever one the site allows."""
-    origin = request.args.get("origin", "")
+    origin = (request.args if args is None else args).get("origin", "")
     return origin if origin in site.allowed_origins else origin_of(url)
 
 
-def threaded(flat: list[Comment]) -> list[tuple[Comment, int]]:
+def threaded(flat: list[cache.Shown]) -> list[tuple[cache.Shown, int]]:
     """Comments in reading order with their depth, built without recursion."""
-    children: dict[int | None, list[Comment]] = {}
+    children: dict[int | None, list[cache.Shown]] = {}
     ids = {comment.id for comment in flat}
     for comment in flat:
         parent = comment.parent_id if comment.parent_id in ids else None
         children.setdefault(parent, []).append(comment)
-    ordered: list[tuple[Comment, int]] = []
+    ordered: list[tuple[cache.Shown, int]] = []
     stack = [(comment, 0) for comment in reversed(children.get(None, []))]
     while stack:
         comment, depth = stack.pop()
@@ -97,10 +97,21 @@ def render_thread(site: Site, url: str, title: str, form: WidgetForm, status: in
     return response
 
 
-def allow_framing(response: Response, site: Site) -> Response:
+def frame_csp(site: Site) -> str:
     allowed = " ".join(site.allowed_origins) or "'none'"
-    response.headers["Content-Security-Policy"] = CSP.replace("frame-ancestors 'none'", f"frame-ancestors {allowed}")
+    return CSP.replace("frame-ancestors 'none'", f"frame-ancestors {allowed}")
+
+
+def allow_framing(response: Response, site: Site) -> Response:
+    response.headers["Content-Security-Policy"] = frame_csp(site)
     return response
+
+
+def widget_tag(head: cache.ThreadHead, url: str, args) -> str:
+    """Everything the cached widget page depends on, from the thread's head and the query."""
+    return cache.thread_tag("widget", head.site_key, head.rules, url, args.get("title", "")[:300],
+                            frame_origin(head, url, args), args.get("after", type=int), head.article_id,
+                            head.version, head.closed)
 
 
 def public_thread(key: str):
@@ -115,18 +126,24 @@ def public_thread(key: str):
     if head is None:
         site_or_404(key)
     url = article_url_or_abort(head, url)
-    title = request.args.get("title", "")[:300]
-    tag = cache.thread_tag("widget", head.site_key, head.rules, url, title, frame_origin(head, url),
-                           request.args.get("after", type=int), head.article_id, head.version, head.closed)
 
-    def render() -> str:
+    def render() -> tuple[bytes, bytes]:
         site = db.session.get(Site, head.site_id)
-        return render_thread(site, url, title, WidgetForm(formdata=None), token=FORM_TOKEN_SLOT).get_data(as_text=True)
+        html = render_thread(site, url, request.args.get("title", "")[:300], WidgetForm(formdata=None),
+                             token=FORM_TOKEN_SLOT).get_data()
+        before, _, after = html.partition(FORM_TOKEN_SLOT.encode())
+        return before, after
 
-    html = cache.rendered(tag, render)
-    response = current_app.make_response(html.replace(FORM_TOKEN_SLOT, tokens.form_token(head.site_key, url)))
+    response = current_app.make_response(with_form_token(cache.rendered(widget_tag(head, url, request.args), render),
+                                                         head.site_key, url))
     response.headers["Cache-Control"] = "private, no-cache"
     return allow_framing(response, head)
+
+
+def with_form_token(page: tuple[bytes, bytes], site_key: str, url: str) -> bytes:
+    """The cached page, stored split where the reply form's token goes, with a fresh token."""
+    before, after = page
+    return b"".join((before, tokens.form_token(site_key, url).encode(), after))
 
 
 @bp.get("/embed/<key>")
@@ -152,6 +169,7 @@ def thread(key: str):
 @bp.post("/embed/<key>")
 @limiter.limit(lambda: current_app.config["COMMENT_RATE_LIMIT"],
                error_message="Too many comments from your address. Please wait a minute and try again.")
+@db_engine.read_first
 def post(key: str):
     site = site_or_404(key)
     form = WidgetForm()

@@ -540,7 +540,8 @@ class JsonImport:
                 continue
             if comment["article_id"] not in article_ids:
                 raise ImportFailed(f"{what}: its article_id {comment['article_id']!r} is not among the articles")
-            row = restore_row(Comment, comment, what, ("id", "site_id", "article_id", "parent_id", "decided_by_id"))
+            row = restore_row(Comment, comment, what, ("id", "site_id", "article_id", "parent_id", "decided_by_id",
+                                                       "body_hash"))
             body = clean_text(row.get("body")) or ""
             row.update(body=body, body_html=sanitize.render(body), sanitizer_version=sanitize.SANITIZER_VERSION,
                        import_ref=ref, site_id=self.site.id, article_id=article_ids[comment["article_id"]],

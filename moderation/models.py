@@ -1,4 +1,5 @@
 """The data model: sites, articles, comments, users and the audit log."""
+import hashlib
 import secrets
 import string
 from datetime import datetime, timezone
@@ -87,6 +88,7 @@ class Comment(db.Model):
         sa.Index("ux_comments_import_ref", "site_id", "import_ref", unique=True),
         sa.Index("ix_comments_email", "author_email"),
         sa.Index("ix_comments_created", "created_at"),
+        sa.Index("ix_comments_body_hash", "site_id", "body_hash", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -99,6 +101,10 @@ class Comment(db.Model):
     # The random id inside the signed author token that the reader's browser keeps.
     author_key: Mapped[str | None] = mapped_column(sa.String(64))
     body: Mapped[str] = mapped_column(sa.Text)
+    # body_hash(body), kept with the body on every write (keep_body_hash), so that comparing texts
+    # (duplicates, the same text on several articles) reads only the comments with this hash.
+    body_hash: Mapped[str | None] = mapped_column(
+        sa.String(32), default=lambda context: body_hash(context.get_current_parameters()["body"]))
     body_html: Mapped[str] = mapped_column(sa.Text)
     sanitizer_version: Mapped[int] = mapped_column(default=1)
     status: Mapped[Status] = mapped_column(enum_of(Status), default=Status.PENDING)
@@ -121,6 +127,15 @@ class Comment(db.Model):
     article: Mapped[Article] = relationship()
     parent: Mapped["Comment | None"] = relationship(remote_side=[id])
     decided_by: Mapped["User | None"] = relationship()
+
+
+def body_hash(body: str) -> str:
+    return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
+
+
+@sa.event.listens_for(Comment.body, "set")
+def keep_body_hash(comment: Comment, body: str, old, initiator) -> None:
+    comment.body_hash = body_hash(body)
 
 
 class User(UserMixin, db.Model):

@@ -3,9 +3,9 @@ log line per request carrying a request id (X-Request-ID, echoed or generated)."
 import json
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -33,10 +33,20 @@ def healthz():
     return response
 
 
+def request_id(incoming: str) -> str:
+    """The load balancer's X-Request-ID when it is a sane one, else a new one."""
+    return incoming if REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
+
+
+def log_line(request_id: str, method: str, path: str, status: int, started: float) -> None:
+    """No IP address or query string in the line: logs outlive the retention rules."""
+    log.info(json.dumps({"request_id": request_id, "method": method, "path": path, "status": status,
+                         "duration_ms": round((time.perf_counter() - started) * 1000, 2)}))
+
+
 def start_request() -> None:
     g.request_started = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.request_id = request_id(request.headers.get("X-Request-ID", ""))
 
 
 def logged_path() -> str:
@@ -48,16 +58,11 @@ def logged_path() -> str:
 
 
 def log_request(response: Response) -> Response:
-    """No IP address or query string in the line: logs outlive the retention rules."""
     if "request_id" not in g:  # an earlier before_request hook answered first
         start_request()
     response.headers["X-Request-ID"] = g.request_id
     if current_app.config["REQUEST_LOG"]:
-        log.info(json.dumps({
-            "request_id": g.request_id, "method": request.method, "path": logged_path(),
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - g.request_started) * 1000, 2),
-        }))
+        log_line(g.request_id, request.method, logged_path(), response.status_code, g.request_started)
     return response
 
 

@@ -7,12 +7,18 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'")
 
 
+def headers(csp: str = CSP) -> list[tuple[str, str]]:
+    """The security headers of a page whose Content-Security-Policy is csp."""
+    found = [("Content-Security-Policy", csp), ("X-Content-Type-Options", "nosniff"),
+             ("Referrer-Policy", "strict-origin-when-cross-origin")]
+    if "frame-ancestors 'none'" in csp:
+        found.append(("X-Frame-Options", "DENY"))
+    return found
+
+
 def secure_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    if "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]:
-        response.headers.setdefault("X-Frame-Options", "DENY")
+    for name, value in headers(response.headers.get("Content-Security-Policy", CSP)):
+        response.headers.setdefault(name, value)
     return response
 
 

@@ -62,8 +62,8 @@ def claim_version(comment: Comment, seen_version: int, **values) -> None:
 def edit(user: User, comment: Comment, seen_version: int, body: str, note: str = "") -> None:
     """Replace the comment's text (re-rendered by the sanitizer); the original goes to the audit log."""
     original = comment.body
-    claim_version(comment, seen_version, body=body, body_html=sanitize.render(body),
-                  sanitizer_version=sanitize.SANITIZER_VERSION)
+    claim_version(comment, seen_version, body=body, body_hash=comments.body_hash(body),
+                  body_html=sanitize.render(body), sanitizer_version=sanitize.SANITIZER_VERSION)
     audit(user, comment, "edit", comment.status, comment.status, original=original, edited=body, note=note)
     bump(comment, comment.status)
 

@@ -17,11 +17,12 @@ import sqlalchemy as sa
 
 from moderation import create_app
 from moderation.cache import PAGE_SIZE, PUBLIC
+from moderation.cached_reads import CachedReads
 from moderation.extensions import db
 from moderation.models import Article, Comment, Site
 from moderation.rules import Status, validate_rules
 
-from .conftest import ARTICLE, ORIGIN, comment_fields, count
+from .conftest import ARTICLE, ORIGIN, Auth, comment_fields, count
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ON_SQLITE = not os.environ.get("MODERATION_TEST_DATABASE_URL", "").startswith("postgresql")
@@ -164,6 +165,87 @@ def test_four_gunicorn_workers_posting_at_once_never_lock(tmp_path):
         assert db.session.scalar(sa.select(Article.thread_version)) == 201  # every publish bumped it
 
 
+@pytest.mark.skipif(not ON_SQLITE, reason="SQLite only")
+def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, site):
+    statements = []
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, *args: statements.append(statement.split()[:4]))
+    assert client.post("/api/v1/comments", json=comment_fields(site), headers={"Origin": ORIGIN}).status_code == 201
+    begins = [n for n, words in enumerate(statements) if words[0] == "BEGIN"]
+    assert statements[begins[0]] == ["BEGIN"]  # the checks: no lock
+    [locked] = [n for n in begins if statements[n] == ["BEGIN", "IMMEDIATE"]]
+    checks = statements[:locked]
+    assert any("bans" in words or "bans.id," in words for words in checks)
+    assert any("author_trust.trusted" in words for words in checks)
+    writes = statements[locked:]
+    assert not any("bans.id," in words or "author_trust.trusted" in words for words in writes)
+    assert ["INSERT", "INTO", "comments", "(site_id,"] in writes
+
+
+def post_during_the_checks_of_another(app, monkeypatch, first: dict, second: dict) -> tuple[int, int]:
+    """Post `first`; when its checks are done and before it writes, post `second` in full."""
+    from moderation import db_engine
+
+    real, waiting, answers = db_engine.start_writing, [second], []
+
+    def meanwhile():
+        real()
+        if waiting:
+            answers.append(app.test_client().post("/api/v1/comments", json=waiting.pop(), headers={"Origin": ORIGIN}))
+
+    monkeypatch.setattr(db_engine, "start_writing", meanwhile)
+    response = app.test_client().post("/api/v1/comments", json=first, headers={"Origin": ORIGIN})
+    return response.status_code, answers[0].status_code
+
+
+def test_the_same_comment_posted_twice_at_once_is_stored_once(app, site, monkeypatch):
+    fields = comment_fields(site)
+    assert post_during_the_checks_of_another(app, monkeypatch, fields, fields) == (409, 201)
+    with app.app_context():
+        assert count(Comment) == 1
+
+
+def test_a_flood_of_two_posts_at_once_is_caught(app, make_site, monkeypatch):
+    site = make_site(flood_seconds=60)
+    first = comment_fields(site)
+    second = comment_fields(site, body="And another thing about the ferry steps.")
+    assert post_during_the_checks_of_another(app, monkeypatch, first, second) == (429, 201)
+    with app.app_context():
+        assert count(Comment) == 1
+
+
+def test_the_same_text_on_several_articles_at_once_is_counted(app, site, monkeypatch):
+    """Held from the third article on, even when the third and an earlier one are posted at once."""
+    spam = "Cheap watches at example dot com, best prices."
+    post = app.test_client().post
+    fields = comment_fields(site, url=f"{ORIGIN}/a.html", body=spam, email="s@example.org")
+    assert post("/api/v1/comments", json=fields, headers={"Origin": ORIGIN}).status_code == 201
+    first = comment_fields(site, url=f"{ORIGIN}/b.html", body=spam, email="t@example.org")
+    second = comment_fields(site, url=f"{ORIGIN}/c.html", body=spam, email="u@example.org")
+    assert post_during_the_checks_of_another(app, monkeypatch, first, second) == (201, 201)
+    with app.app_context():
+        held = db.session.scalar(sa.select(Comment).join(Article).where(Article.url == f"{ORIGIN}/b.html"))
+        assert "held: repeated on 3 articles within a day" in held.reasons
+
+
+def test_the_body_hash_follows_the_body_on_every_write(app, site, post_comment):
+    from moderation.models import body_hash
+
+    comment_id = post_comment(site)["id"]
+    with app.app_context():
+        comment = db.session.get(Comment, comment_id)
+        assert comment.body_hash == body_hash("Good to see the footpath finally funded.")
+        comment.body = "Edited."
+        db.session.commit()
+        assert db.session.get(Comment, comment_id).body_hash == body_hash("Edited.")
+        db.session.execute(sa.insert(Comment), [{"site_id": site.id, "article_id": comment.article_id,
+                                                 "author_name": "I", "author_email": "i@example.org",
+                                                 "body": "Imported.", "body_html": "<p>Imported.</p>"}])
+        imported = db.session.scalar(sa.select(Comment).where(Comment.body == "Imported."))
+        assert imported.body_hash == body_hash("Imported.")
+
+
 # --- The thread's version: bumped by every change the public sees --------------------------
 
 def test_version_bumps_on_publish_and_on_decisions_that_change_the_thread(app, client, site, make_site,
@@ -280,6 +362,19 @@ def test_widget_pages_with_a_load_more_link_that_needs_no_script(app, client, si
     assert "Load more comments" not in more
 
 
+def test_report_links_built_once_per_page_are_those_url_for_builds(app, client, site):
+    from flask import url_for
+
+    ids = add_approved(app, site, 3)
+    title = "Budget /0/report & more"  # the id's place is found in the path, never in the query
+    page = get_widget(client, site, origin=ORIGIN, title=title).get_data(as_text=True)
+    links = re.findall(r'<a class="report" href="([^"]+)"', page)
+    with app.test_request_context():
+        expected = [url_for("embed.report", key=site.key, comment_id=n, url=ARTICLE, title=title, origin=ORIGIN)
+                    for n in ids]
+    assert [link.replace("&amp;", "&") for link in links] == expected
+
+
 # --- The widget's page: shared by readers, but never a reader's own --------------------------
 
 def test_widget_is_rendered_once_but_each_answer_has_a_fresh_single_use_token(app, client, site):
@@ -308,6 +403,152 @@ def test_widget_after_posting_is_not_stored_anywhere(app, client, site):
     assert "awaiting moderation" in posted.get_data(as_text=True)
     assert posted.headers["Cache-Control"] == "no-store"
     assert "ETag" not in posted.headers and "CDN-Cache-Control" not in posted.headers
+
+
+# --- Cache hits, answered in front of Flask (cached_reads.py) --------------------------------
+
+def flask_only(app):
+    """A test client on the app without the cache-hit shortcut: Flask's own answers."""
+    from werkzeug.test import Client
+
+    assert isinstance(app.wsgi_app, CachedReads)
+    return Client(app.wsgi_app.wsgi_app, app.response_class)
+
+
+@pytest.fixture
+def flask_calls(app, monkeypatch):
+    """The requests that reached Flask, i.e. that the shortcut did not answer."""
+    calls = []
+    inner = app.wsgi_app.wsgi_app
+    monkeypatch.setattr(app.wsgi_app, "wsgi_app",
+                        lambda environ, start_response: calls.append(environ["PATH_INFO"]) or inner(environ, start_response))
+    return calls
+
+
+def comparable(response) -> tuple:
+    """Status, headers and body, but for what differs on every answer: the date, the request id
+    and the widget's form token (and so its length)."""
+    assert int(response.headers.get("Content-Length", 0)) == len(response.get_data())
+    headers = sorted((name, value) for name, value in response.headers.items()
+                     if name not in ("Date", "X-Request-ID", "Content-Length"))
+    body = response.get_data(as_text=True)
+    return response.status_code, headers, re.sub(r'name="token" type="hidden" value="[^"]+"', "TOKEN", body)
+
+
+@pytest.mark.parametrize("params, headers", [
+    ({}, {}),
+    ({}, {"Origin": ORIGIN}),
+    ({}, {"Origin": "https://elsewhere.example"}),
+    ({"after": "1"}, {}),
+])
+def test_a_cached_json_thread_is_answered_before_flask_exactly_as_flask_answers(
+        app, client, site, post_comment, moderator, flask_calls, params, headers):
+    approve(client, app, post_comment(site)["id"])
+    flask = flask_only(app)
+    first = flask.get("/api/v1/threads", query_string={"site": site.key, "url": ARTICLE, **params}, headers=headers)
+    flask_calls.clear()
+    hit = get_thread(client, site, headers=headers, **params)
+    assert flask_calls == []  # answered from the cache, in front of Flask
+    assert comparable(hit) == comparable(first)
+    assert ("Access-Control-Allow-Origin" in hit.headers) == (headers.get("Origin") == ORIGIN)
+
+    etag = hit.headers["ETag"]
+    conditional = {**headers, "If-None-Match": etag}
+    unchanged = get_thread(client, site, headers=conditional, **params)
+    assert unchanged.status_code == 304 and flask_calls == []
+    assert comparable(unchanged) == comparable(flask.get(
+        "/api/v1/threads", query_string={"site": site.key, "url": ARTICLE, **params}, headers=conditional))
+
+
+@pytest.mark.parametrize("params", [{}, {"origin": ORIGIN, "title": "Riverside"}, {"origin": "https://evil.example"}])
+def test_a_cached_widget_page_is_answered_before_flask_exactly_as_flask_answers(
+        app, client, site, post_comment, moderator, flask_calls, params):
+    from moderation import tokens
+
+    approve(client, app, post_comment(site)["id"])
+    first = flask_only(app).get(f"/embed/{site.key}", query_string={"url": ARTICLE, **params})
+    flask_calls.clear()
+    hit = get_widget(client, site, **params)
+    assert flask_calls == []
+    assert comparable(hit) == comparable(first)
+    assert "Ada Lovelace" in hit.get_data(as_text=True)
+    token = re.search(r'name="token" type="hidden" value="([^"]+)"', hit.get_data(as_text=True)).group(1)
+    with app.test_request_context():
+        assert tokens.form_token_valid(token, site.key, ARTICLE)  # fresh and single-use, as from Flask
+
+
+def test_everything_but_a_plain_cache_hit_goes_to_flask(app, client, site, post_comment, moderator, flask_calls):
+    approve(client, app, post_comment(site)["id"])
+    get_thread(client, site), get_widget(client, site)  # both cached now
+    flask_calls.clear()
+    assert get_thread(client, site, headers={"Range": "bytes=0-10"}).status_code in (200, 206)
+    assert get_thread(client, site, headers={"If-Modified-Since": "Tue, 01 Dec 2099 00:00:00 GMT"}).status_code == 304
+    assert client.head("/api/v1/threads", query_string={"site": site.key, "url": ARTICLE}).status_code == 200
+    assert get_widget(client, site, reply_to="1").status_code == 200
+    assert client.get("/api/v1/threads", query_string={"site": "nosuchsite", "url": ARTICLE}).status_code == 404
+    assert client.get(f"/embed/{site.key}", query_string={"url": "https://elsewhere.example/a"}).status_code == 403
+    assert len(flask_calls) == 6
+    flask_calls.clear()
+    get_thread(client, site, after="7")  # a page not cached yet: Flask renders it, then it is a hit
+    get_thread(client, site, after="7")
+    assert len(flask_calls) == 1
+
+
+def test_a_cache_that_fails_on_a_hit_sends_the_read_to_flask(app, client, site, post_comment, moderator,
+                                                              flask_calls, monkeypatch, caplog):
+    from moderation.cache import cache
+
+    approve(client, app, post_comment(site)["id"])
+    assert get_thread(client, site).status_code == 200
+
+    def down(*args):
+        raise ConnectionError("the cache is down")
+
+    monkeypatch.setattr(cache, "get", down)
+    flask_calls.clear()
+    response = get_thread(client, site)
+    assert response.status_code == 200 and response.get_json()["count"] == 1
+    assert flask_calls == ["/api/v1/threads"] and "The cache is unreachable" in caplog.text
+
+
+def test_an_approval_shows_at_once_through_another_app_sharing_the_cache(app, client, database_url, site,
+                                                                       post_comment, moderator, tmp_path):
+    """Two app servers sharing one cache (a directory here; Redis in production) and one database."""
+    shared = {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(tmp_path / "cache")}
+    node_a = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": database_url,
+                         "WTF_CSRF_ENABLED": False, **shared})
+    node_b = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": database_url,
+                         **shared})
+    comment_id = post_comment(site)["id"]
+    b = node_b.test_client()
+    for _ in range(2):  # the second answer is a hit of the shared cache
+        assert get_thread(b, site).get_json()["count"] == 0
+        assert "Ada Lovelace" not in get_widget(b, site).get_data(as_text=True)
+    a = node_a.test_client()
+    Auth(a).login()
+    approve(a, node_a, comment_id)
+    assert [c["id"] for c in get_thread(b, site).get_json()["comments"]] == [comment_id]
+    assert "Ada Lovelace" in get_widget(b, site).get_data(as_text=True)
+    for node in (node_a, node_b):
+        with node.app_context():
+            db.engine.dispose()
+
+
+def test_an_approval_shows_at_once_on_every_worker_with_its_own_memory_cache(app, client, database_url, site,
+                                                                           post_comment, moderator):
+    """gunicorn workers each hold their own in-memory cache: the version in the database decides."""
+    workers = [create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": database_url})
+               for _ in range(3)]
+    comment_id = post_comment(site)["id"]
+    for worker in workers:
+        for _ in range(2):
+            assert get_thread(worker.test_client(), site).get_json()["count"] == 0
+    approve(client, app, comment_id)
+    for worker in workers:
+        assert get_thread(worker.test_client(), site).get_json()["count"] == 1
+        assert "Ada Lovelace" in get_widget(worker.test_client(), site).get_data(as_text=True)
+        with worker.app_context():
+            db.engine.dispose()
 
 
 # --- Operations: /healthz and the request log -----------------------------------------------
@@ -346,10 +587,14 @@ def test_one_json_log_line_per_request_with_its_id(client, site, request_log):
     assert response.headers["X-Request-ID"] == "lb-1234"
     generated = get_thread(client, site).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
-    first, second = (json.loads(line) for line in request_log)
+    hit = get_thread(client, site, headers={"X-Request-ID": "lb-5678"})  # a cache hit, answered before Flask
+    assert hit.headers["X-Request-ID"] == "lb-5678"
+    first, second, third = (json.loads(line) for line in request_log)
     assert first["request_id"] == "lb-1234" and first["method"] == "GET" and first["path"] == "/healthz"
     assert first["status"] == 200 and first["duration_ms"] >= 0
     assert second["request_id"] == generated and second["path"] == "/api/v1/threads"
+    assert third == {"request_id": "lb-5678", "method": "GET", "path": "/api/v1/threads", "status": 200,
+                     "duration_ms": third["duration_ms"]}
 
 
 def test_a_request_id_that_could_forge_log_lines_is_replaced(client, request_log):
