@@ -177,6 +177,7 @@ def test_the_comment_page_from_the_keyboard(live, browser):
     assert "flag" not in help_keys(page)  # it is flagged already: f does nothing here
     page.keyboard.press("u")  # undo, staying on this page
     page.get_by_text("Undone: the comment by Reader 1 is pending again.").wait_for()
+    page.wait_for_load_state()  # the flash shows while the page still loads; the keys work once it has
     assert page.url.startswith(live["base"] + f"/moderate/comments/{newer}")
     assert status_of(live, newer) == Status.PENDING
 
