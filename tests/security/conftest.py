@@ -4,22 +4,11 @@ import socket
 import threading
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from moderation.extensions import db
 from moderation.notifications import NotificationSetting
 
-from ..test_notifications import Inbox, free_port
-
-
-@pytest.fixture
-def inbox(app):
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=controller.port, MAIL_FROM="comments@comments.test")
-    yield handler
-    controller.stop()
+from ..test_notifications import inbox  # noqa: F401 (a fixture: the local SMTP server)
 
 
 class HangingServer:
