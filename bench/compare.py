@@ -308,10 +308,10 @@ def login(base: str) -> tuple[str, str]:
     """A moderator's session cookie and a CSRF token for it."""
     browser = requests.Session()
     page = browser.get(base + "/moderate/login").text
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
     answer = browser.post(base + "/moderate/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": token})
     queue = answer.text
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', queue).group(1)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', queue).group(1)
     cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
     return cookie, token
 

@@ -187,7 +187,7 @@ def render_settings(site: Site, form: SettingsForm | None = None, status: int = 
     extra.setdefault("bench", BenchForm(formdata=None))
     return render_template(
         "admin/settings.html", site=site, form=form, articles=articles, marks=marks,
-        distrust=DistrustEmailForm(formdata=None), stats=rule_preview.rule_stats(site),
+        distrust=DistrustEmailForm(formdata=None, prefix="distrust"), stats=rule_preview.rule_stats(site),
         stats_days=rule_preview.STATS_DAYS, preview_size=rule_preview.PREVIEW_SIZE, **extra), status
 
 
@@ -276,7 +276,7 @@ def trust(key: str):
 def distrust_email(key: str):
     """Mark an email untrusted: its comments always wait for a moderator."""
     site = site_or_404(key)
-    form = DistrustEmailForm()
+    form = DistrustEmailForm(prefix="distrust")
     if not form.validate():
         flash(" ".join(form.email.errors) or "The page was out of date; nothing was changed.", "error")
         return redirect(url_for("admin.settings", key=site.key) + "#trust")

@@ -116,7 +116,7 @@ def thread(base: str, site: Site) -> dict:
 
 
 def csrf_token(page: str) -> str:
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
 
 
 def logged_in(nodes) -> requests.Session:

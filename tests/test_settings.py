@@ -204,7 +204,7 @@ def test_untrusted_author_always_waits(app, client, moderator, site):
 
 def test_distrust_an_email_from_settings_and_remove_the_mark(app, client, moderator, site):
     client.post(f"/admin/sites/{site.key}/settings", data=form_of(site.rules, moderation_mode="post"))
-    client.post(f"/admin/sites/{site.key}/distrust", data={"email": "Ada@Example.org"})
+    client.post(f"/admin/sites/{site.key}/distrust", data={"distrust-email": "Ada@Example.org"})
     assert add_comment(client, site)["status"] == "pending"
     with app.app_context():
         mark_id = db.session.scalar(sa.select(AuthorTrust.id))

@@ -712,7 +712,9 @@ def test_pages_have_unique_ids_for_their_labels(app, client, site, make_user, au
     found = [add_comment(app, client, site, body=f"Unique {n}.", email=f"u{n}@example.org") for n in range(3)]
     make_user("admin@example.org", role="admin")
     auth.login("admin@example.org")
-    for path in ("/moderate/", f"/moderate/comments/{found[0]}", "/moderate/audit", "/moderate/stats"):
+    app.config["WTF_CSRF_ENABLED"] = True  # every form then carries its token, as in production
+    for path in ("/moderate/", f"/moderate/comments/{found[0]}", "/moderate/audit", "/moderate/stats",
+                 f"/admin/sites/{site.key}/settings", f"/admin/sites/{site.key}/webhooks", "/admin/privacy/"):
         ids = [attrs["id"] for _, attrs in Tags(page_of(client.get(path))).tags if "id" in attrs]
         assert len(ids) == len(set(ids)), (path, sorted(i for i in ids if ids.count(i) > 1))
 
