@@ -54,6 +54,15 @@ def verified_reader(app, client, inbox, site, post_comment, email="ada@example.o
     return first
 
 
+def publish_link_for_new_browser(app, client, inbox, site, post_comment) -> tuple[int, str]:
+    """A verified reader comments from a browser without their author token: (that comment's id, the
+    "Publish my comment" link mailed to them)."""
+    verified_reader(app, client, inbox, site, post_comment)
+    comment_id = post_comment(site, body="Posted from my phone.")["id"]
+    drain(app)
+    return comment_id, link_in(mails_to(inbox)[0], "publish")
+
+
 def test_confirmation_is_mailed_once_and_only_after_an_approval(app, inbox, make_site, make_user, post_comment):
     site = make_site(moderation_mode="known_authors")
     make_user(sites=[site])
@@ -118,10 +127,7 @@ def test_tampered_or_expired_links_are_refused_with_a_clear_message(app, client,
 def test_links_never_carry_the_email_address(app, client, inbox, make_site, make_user, post_comment):
     site = make_site(moderation_mode="known_authors")
     make_user(sites=[site])
-    verified_reader(app, client, inbox, site, post_comment)
-    post_comment(site, body="Posted from my phone.")
-    drain(app)
-    link = link_in(mails_to(inbox)[0], "publish")
+    _, link = publish_link_for_new_browser(app, client, inbox, site, post_comment)
     payload = link.rsplit("/", 1)[1].split(".")[0]
     decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     assert b"ada" not in decoded.lower() and b"@" not in decoded
@@ -147,10 +153,7 @@ def test_the_publish_link_publishes_on_post_and_gives_the_author_token(app, clie
                                                                        post_comment):
     site = make_site(moderation_mode="known_authors")
     make_user(sites=[site])
-    verified_reader(app, client, inbox, site, post_comment)
-    comment_id = post_comment(site, body="Posted from my phone.")["id"]
-    drain(app)
-    link = link_in(mails_to(inbox)[0], "publish")
+    comment_id, link = publish_link_for_new_browser(app, client, inbox, site, post_comment)
     page = client.get(link)
     assert page.status_code == 200 and "Publish my comment" in page.get_data(as_text=True)
     assert load(app, Comment, comment_id).status == Status.PENDING  # GET changes nothing
@@ -171,10 +174,7 @@ def test_the_publish_link_publishes_on_post_and_gives_the_author_token(app, clie
 def test_a_rejected_comment_is_not_published_by_its_link(app, client, inbox, make_site, make_user, post_comment):
     site = make_site(moderation_mode="known_authors")
     make_user(sites=[site])
-    verified_reader(app, client, inbox, site, post_comment)
-    comment_id = post_comment(site, body="Posted from my phone.")["id"]
-    drain(app)
-    link = link_in(mails_to(inbox)[0], "publish")
+    comment_id, link = publish_link_for_new_browser(app, client, inbox, site, post_comment)
     version = load(app, Comment, comment_id).version
     with app.app_context():  # a moderator rejects it in the meantime
         moderator = db.session.scalar(sa.select(User))
@@ -187,10 +187,7 @@ def test_a_rejected_comment_is_not_published_by_its_link(app, client, inbox, mak
 def test_tampered_or_expired_publish_links_are_refused(app, client, inbox, make_site, make_user, post_comment):
     site = make_site(moderation_mode="known_authors")
     make_user(sites=[site])
-    verified_reader(app, client, inbox, site, post_comment)
-    comment_id = post_comment(site, body="Posted from my phone.")["id"]
-    drain(app)
-    link = link_in(mails_to(inbox)[0], "publish")
+    comment_id, link = publish_link_for_new_browser(app, client, inbox, site, post_comment)
     version = load(app, Comment, comment_id).version
     eve = post_comment(site, email="eve@example.net", body="Eve's own comment.")
     with app.app_context():
