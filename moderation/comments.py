@@ -297,17 +297,19 @@ def check(site: Site, submission: Submission) -> Checked:
     draft = rules.Draft(text=sanitize.plain_text(body_html), links=sanitize.count_links(body_html),
                         name=submission.name, email=submission.email, website=submission.website,
                         ip=submission.ip or "")
+    known, trusted = is_known_author(site, author_key), author_trust(site, author_key, submission.email)
     facts = rules.Facts(
-        known_author=is_known_author(site, author_key),
+        known_author=known,
         **flood_facts(site, submission),
         honeypot_filled=submission.honeypot_filled,
         seconds_to_fill=submission.seconds_to_fill,
         repeated_on_articles=articles_with_text(site, existing, submission.body),
-        author_trusted=author_trust(site, author_key, submission.email),
+        author_trusted=trusted,
         article_age_days=(utcnow() - existing.created_at).total_seconds() / 86400 if existing else None,
         article_closed=existing.closed if existing else False,
         banned_until=banned_until(site, submission.email, submission.ip),
-        email_verified=(site_rules["moderation_mode"] == "known_authors"
+        # Only a new browser needs the emailed proof: a known or trusted author is published without it.
+        email_verified=(site_rules["moderation_mode"] == "known_authors" and not known and trusted is not True
                         and may_mail_publish_link(site, submission.email)),
     )
     refusal = rules.refuse(draft, site.rules, facts)
