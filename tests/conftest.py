@@ -51,6 +51,7 @@ def app(database_url):
     with app.app_context():
         db.session.remove()
         empty_database()
+        db.engine.dispose()  # its connections, the public reads' own included (db_engine.reader)
 
 
 @pytest.fixture
