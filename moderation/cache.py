@@ -5,6 +5,7 @@ that every app server shares them. The version is read from the database on ever
 an approval shows on the next load on every server: the cache never decides what is fresh.
 Cache hits are answered before Flask's request handling by cached_reads.py, with the
 functions here."""
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -80,10 +81,17 @@ def thread_head(site_key: str | None, url: str) -> ThreadHead | None:
         return None
     site_id, key, rules, article_id, title, version, closed, changed_at = row
     if isinstance(rules, str):  # SQLite's driver gives JSON and datetimes as text
-        rules = json.loads(rules)
+        rules = site_rules(rules)
     if isinstance(changed_at, str):
         changed_at = datetime.fromisoformat(changed_at)
     return ThreadHead(site_id, key, rules, article_id, title or "", version or 0, bool(closed), changed_at)
+
+
+@functools.lru_cache(maxsize=256)
+def site_rules(text: str) -> dict:
+    """A site's rules, parsed once per text they have: every read of a thread needs them.
+    The dict is shared between reads, so nobody may change it."""
+    return json.loads(text)
 
 
 class Shown(NamedTuple):
@@ -140,8 +148,13 @@ def public_headers(tag: str, changed_at: datetime | None = None) -> list[tuple[s
     """Let a CDN keep the answer briefly, and browsers revalidate it by ETag."""
     headers = [("ETag", quote_etag(tag, weak=True)), ("Cache-Control", PUBLIC), ("CDN-Cache-Control", CDN)]
     if changed_at:
-        headers.append(("Last-Modified", http_date(changed_at)))
+        headers.append(("Last-Modified", last_modified(changed_at)))
     return headers
+
+
+@functools.lru_cache(maxsize=1024)
+def last_modified(changed_at: datetime) -> str:
+    return http_date(changed_at)
 
 
 def not_modified(tag: str) -> Response | None:
@@ -174,4 +187,8 @@ def rendered(tag: str, render: Callable[[], object]):
 
 def public(response: Response, tag: str, changed_at: datetime | None) -> Response:
     response.headers.extend(public_headers(tag, changed_at))
-    return response.make_conditional(request)
+    response = response.make_conditional(request)
+    # The HTTP server (gunicorn, or werkzeug's in development) sends the Date header; the one
+    # make_conditional adds would go out as a second.
+    del response.headers["Date"]
+    return response

@@ -14,7 +14,6 @@ reader's own page after posting, every other path."""
 import time
 
 from flask import Flask
-from werkzeug.http import http_date
 
 from . import cache, comments, embed, ops, security
 from .comments import Refused
@@ -69,7 +68,7 @@ def json_thread(request) -> tuple[str, list, bytes] | None:
     if body is None:
         return None
     return "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                      *cache.public_headers(tag, head.changed_at), ("Date", http_date()), *common], body
+                      *cache.public_headers(tag, head.changed_at), *common], body
 
 
 def widget(request) -> tuple[str, list, bytes] | None:

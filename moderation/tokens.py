@@ -1,6 +1,7 @@
 """Signed tokens: the reply and report forms' tokens, the author token a reader's browser keeps,
 the "you just posted" receipt, and the links mailed to readers (confirm my email, publish my
 comment). All are signed with SECRET_KEY and carry their own purpose (salt)."""
+import functools
 import secrets
 import time
 
@@ -18,7 +19,13 @@ AUTHOR_MAX_AGE = 5 * 365 * 24 * 3600
 
 
 def _serializer(salt: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt=salt)
+    return serializer_for(current_app.secret_key, salt)
+
+
+@functools.lru_cache(maxsize=64)
+def serializer_for(secret_key: str | bytes, salt: str) -> URLSafeTimedSerializer:
+    """Built once per key and purpose: every widget page signs a fresh form token."""
+    return URLSafeTimedSerializer(secret_key, salt=salt)
 
 
 def _load(salt: str, token: str, max_age: int):

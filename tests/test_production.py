@@ -511,6 +511,43 @@ def test_a_cache_that_fails_on_a_hit_sends_the_read_to_flask(app, client, site, 
     assert flask_calls == ["/api/v1/threads"] and "The cache is unreachable" in caplog.text
 
 
+def test_a_read_connection_the_database_dropped_is_replaced_at_once(app, client, site, post_comment, moderator,
+                                                                   flask_calls):
+    """A cache hit runs its one query on a connection of its own (db_engine.reader). When the
+    server drops it (a restart, a failover, an idle timeout), the next read opens another
+    instead of answering 503."""
+    from moderation import db_engine
+
+    approve(client, app, post_comment(site)["id"])
+    assert get_thread(client, site).status_code == 200
+    with app.app_context():
+        readers = db_engine._readers[db.engine]
+        assert len(readers) == 1
+        dropped = next(iter(readers.values()))
+        if ON_SQLITE:
+            dropped.close()
+        else:
+            db.session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped.info.backend_pid})
+            db.session.commit()
+    flask_calls.clear()
+    hit = get_thread(client, site)
+    assert hit.status_code == 200 and hit.get_json()["count"] == 1
+    assert flask_calls == []  # still answered by the shortcut, on a new connection
+    with app.app_context():
+        assert next(iter(db_engine._readers[db.engine].values())) is not dropped
+
+
+def test_the_app_leaves_the_date_header_to_the_http_server(app, client, site, post_comment, moderator, flask_calls):
+    """gunicorn and werkzeug's server send Date themselves; one from the app would be a second."""
+    approve(client, app, post_comment(site)["id"])
+    flask_calls.clear()
+    rendered = get_thread(client, site)
+    hit = get_thread(client, site)
+    assert flask_calls == ["/api/v1/threads"]  # rendered by Flask, then a hit in front of it
+    assert "Date" not in rendered.headers and "Date" not in hit.headers
+    assert "Last-Modified" in rendered.headers and rendered.headers["Last-Modified"] == hit.headers["Last-Modified"]
+
+
 def test_an_approval_shows_at_once_through_another_app_sharing_the_cache(app, client, database_url, site,
                                                                        post_comment, moderator, tmp_path):
     """Two app servers sharing one cache (a directory here; Redis in production) and one database."""
