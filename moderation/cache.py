@@ -47,6 +47,7 @@ class ThreadHead:
     site_id: int
     site_key: str
     rules: dict
+    rules_digest: str  # stands for the rules in cache keys: the word lists may hold thousands of entries
     article_id: int | None
     title: str
     version: int
@@ -60,7 +61,9 @@ class ThreadHead:
 
 def _thread_head_query() -> sa.Select:
     sites, articles = Site.__table__, Article.__table__
-    return (sa.select(sites.c.id, sites.c.key, sites.c.rules, articles.c.id, articles.c.title,
+    # The rules as their JSON text on both engines, parsed once per text (site_rules) instead of
+    # by the driver on every read.
+    return (sa.select(sites.c.id, sites.c.key, sa.cast(sites.c.rules, sa.Text), articles.c.id, articles.c.title,
                       articles.c.thread_version, articles.c.closed,
                       sa.func.coalesce(articles.c.thread_changed_at, articles.c.created_at))
             .select_from(sites)
@@ -79,19 +82,18 @@ def thread_head(site_key: str | None, url: str) -> ThreadHead | None:
     row = db_engine.read_row(db.engine, THREAD_HEAD, {"key": site_key, "url": url})
     if row is None:
         return None
-    site_id, key, rules, article_id, title, version, closed, changed_at = row
-    if isinstance(rules, str):  # SQLite's driver gives JSON and datetimes as text
-        rules = site_rules(rules)
-    if isinstance(changed_at, str):
+    site_id, key, rules_text, article_id, title, version, closed, changed_at = row
+    rules, digest = site_rules(rules_text)
+    if isinstance(changed_at, str):  # SQLite's driver gives datetimes as text
         changed_at = datetime.fromisoformat(changed_at)
-    return ThreadHead(site_id, key, rules, article_id, title or "", version or 0, bool(closed), changed_at)
+    return ThreadHead(site_id, key, rules, digest, article_id, title or "", version or 0, bool(closed), changed_at)
 
 
 @functools.lru_cache(maxsize=256)
-def site_rules(text: str) -> dict:
-    """A site's rules, parsed once per text they have: every read of a thread needs them.
-    The dict is shared between reads, so nobody may change it."""
-    return json.loads(text)
+def site_rules(text: str) -> tuple[dict, str]:
+    """A site's rules and a digest of them, made once per text they have: every read of a
+    thread needs them. The dict is shared between reads, so nobody may change it."""
+    return json.loads(text), hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 class Shown(NamedTuple):

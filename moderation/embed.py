@@ -109,7 +109,7 @@ def allow_framing(response: Response, site: Site) -> Response:
 
 def widget_tag(head: cache.ThreadHead, url: str, args) -> str:
     """Everything the cached widget page depends on, from the thread's head and the query."""
-    return cache.thread_tag("widget", head.site_key, head.rules, url, args.get("title", "")[:300],
+    return cache.thread_tag("widget", head.site_key, head.rules_digest, url, args.get("title", "")[:300],
                             frame_origin(head, url, args), args.get("after", type=int), head.article_id,
                             head.version, head.closed)
 

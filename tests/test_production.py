@@ -393,6 +393,31 @@ def test_widget_is_rendered_once_but_each_answer_has_a_fresh_single_use_token(ap
     assert get_widget(client, site, headers={"If-None-Match": "*"}).status_code == 200
 
 
+
+def test_a_change_of_the_rules_renders_the_widget_again_and_rules_are_parsed_once(app, client, make_site,
+                                                                                   flask_calls):
+    """The site's rules are part of the widget's cache key, by a digest: its word lists may hold
+    thousands of entries, and are parsed once per change, not on every read."""
+    from moderation import cache
+
+    words = [f"word{n}" for n in range(4000)]
+    site = make_site(held_words=words)
+    get_widget(client, site)
+    cache.site_rules.cache_clear()
+    flask_calls.clear()
+    for _ in range(3):
+        assert get_widget(client, site).status_code == 200
+    assert flask_calls == []  # hits
+    assert cache.site_rules.cache_info().misses == 1 and cache.site_rules.cache_info().hits == 2
+
+    with app.app_context():
+        stored = db.session.get(Site, site.id)
+        stored.rules = validate_rules({**stored.rules, "held_words": [*words, "ferry"]})
+        db.session.commit()
+    page = get_widget(client, site)
+    assert flask_calls == ["/embed/" + site.key]  # new rules: rendered again
+    assert page.status_code == 200
+
 def test_widget_after_posting_is_not_stored_anywhere(app, client, site):
     fields = comment_fields(site)
     form = get_widget(client, site).get_data(as_text=True)
