@@ -70,14 +70,20 @@ def is_site_key(key: object) -> bool:
     return isinstance(key, str) and 0 < len(key) <= 32 and key.isascii() and key.isalnum()
 
 
+# The lookups of every comment posted are built once, with bound parameters: building a
+# statement costs about as much as running it.
+SITE_BY_KEY = sa.select(Site).where(Site.key == sa.bindparam("key"))
+ARTICLE_BY_URL = sa.select(Article).where(Article.site_id == sa.bindparam("site_id"), Article.url == sa.bindparam("url"))
+
+
 def site_by_key(key: str | None) -> Site | None:
     if not is_site_key(key):
         return None
-    return db.session.scalar(sa.select(Site).where(Site.key == key))
+    return db.session.scalar(SITE_BY_KEY, {"key": key})
 
 
 def article_for(site: Site, url: str) -> Article | None:
-    return db.session.scalar(sa.select(Article).where(Article.site_id == site.id, Article.url == url))
+    return db.session.scalar(ARTICLE_BY_URL, {"site_id": site.id, "url": url})
 
 
 def top_level_comments(article_id: int, after: int | None = None) -> sa.Select:
@@ -145,12 +151,24 @@ def get_or_create_article(site: Site, url: str, title: str) -> Article:
     return article
 
 
+KNOWN_AUTHOR = sa.select(sa.exists().where(Comment.site_id == sa.bindparam("site_id"),
+                                           Comment.author_key == sa.bindparam("author_key"),
+                                           Comment.status == Status.APPROVED))
+
+
 def is_known_author(site: Site, author_key: str | None) -> bool:
     if not author_key:
         return False
-    return db.session.scalar(
-        sa.select(sa.exists().where(Comment.site_id == site.id, Comment.author_key == author_key,
-                                    Comment.status == Status.APPROVED))) or False
+    return db.session.scalar(KNOWN_AUTHOR, {"site_id": site.id, "author_key": author_key}) or False
+
+
+def _last_comment(same_author: sa.ColumnElement[bool]) -> sa.Select:
+    return sa.select(sa.func.max(Comment.created_at)).where(Comment.site_id == sa.bindparam("site_id"), same_author)
+
+
+LAST_FROM_IP = _last_comment(Comment.ip == sa.bindparam("ip"))
+LAST_FROM_IPV6_PREFIX = _last_comment(Comment.ip.like(sa.bindparam("prefix")))
+LAST_BY_EMAIL = _last_comment(Comment.author_email == sa.bindparam("email"))
 
 
 def seconds_since_last_from(site: Site, ip: str | None) -> float | None:
@@ -158,15 +176,13 @@ def seconds_since_last_from(site: Site, ip: str | None) -> float | None:
     if not ip:
         return None
     prefix = addresses.ipv6_prefix(ip)
-    same_client = Comment.ip.like(prefix + "%") if prefix else Comment.ip == ip
-    last = db.session.scalar(sa.select(sa.func.max(Comment.created_at))
-                             .where(Comment.site_id == site.id, same_client))
+    last = db.session.scalar(LAST_FROM_IPV6_PREFIX if prefix else LAST_FROM_IP,
+                             {"site_id": site.id, "ip": ip, "prefix": f"{prefix}%"})
     return (utcnow() - last).total_seconds() if last else None
 
 
 def seconds_since_last_by_email(site: Site, email: str) -> float | None:
-    last = db.session.scalar(sa.select(sa.func.max(Comment.created_at))
-                             .where(Comment.site_id == site.id, Comment.author_email == email))
+    last = db.session.scalar(LAST_BY_EMAIL, {"site_id": site.id, "email": email})
     return (utcnow() - last).total_seconds() if last else None
 
 
@@ -179,23 +195,35 @@ def flood_facts(site: Site, submission: Submission) -> dict[str, float | None]:
             "seconds_since_last_from_email": seconds_since_last_by_email(site, submission.email)}
 
 
+OTHER_ARTICLES_WITH_TEXT = (
+    sa.select(sa.func.count(sa.distinct(Comment.article_id)))
+    .where(Comment.site_id == sa.bindparam("site_id"), Comment.body_hash == sa.bindparam("body_hash"),
+           Comment.created_at >= sa.bindparam("since"), Comment.body == sa.bindparam("body"),
+           Comment.article_id != sa.bindparam("article_id")))
+
+
 def articles_with_text(site: Site, article: Article | None, body: str) -> int:
     """How many articles of the site got this same text within a day, the one it is posted to included."""
-    others = db.session.scalar(
-        sa.select(sa.func.count(sa.distinct(Comment.article_id)))
-        .where(Comment.site_id == site.id, Comment.body_hash == body_hash(body),
-               Comment.created_at >= utcnow() - timedelta(days=1), Comment.body == body,
-               Comment.article_id != (article.id if article else None)))
+    others = db.session.scalar(OTHER_ARTICLES_WITH_TEXT, {
+        "site_id": site.id, "body_hash": body_hash(body), "since": utcnow() - timedelta(days=1), "body": body,
+        "article_id": article.id if article else 0})  # ids start at 1: 0 excludes no article
     return (others or 0) + 1
+
+
+def _trust_marks(by_token: bool) -> sa.Select:
+    untrusted_email = sa.and_(AuthorTrust.email == sa.bindparam("email"), AuthorTrust.trusted.is_(False))
+    marks = sa.or_(AuthorTrust.author_key == sa.bindparam("author_key"), untrusted_email) if by_token else untrusted_email
+    return sa.select(AuthorTrust.trusted).where(AuthorTrust.site_id == sa.bindparam("site_id"), marks)
+
+
+TRUST_MARKS_BY_TOKEN, TRUST_MARKS_BY_EMAIL = _trust_marks(by_token=True), _trust_marks(by_token=False)
 
 
 def author_trust(site: Site, author_key: str | None, email: str) -> bool | None:
     """A moderator's mark on this author: False if marked untrusted (by token or email), True if
     trusted (by token only: a typed email proves nothing), None if not marked."""
-    marks = [AuthorTrust.author_key == author_key] if author_key else []
-    marks.append(sa.and_(AuthorTrust.email == email.lower(), AuthorTrust.trusted.is_(False)))
-    found = set(db.session.scalars(sa.select(AuthorTrust.trusted)
-                                   .where(AuthorTrust.site_id == site.id, sa.or_(*marks))))
+    found = set(db.session.scalars(TRUST_MARKS_BY_TOKEN if author_key else TRUST_MARKS_BY_EMAIL,
+                                   {"site_id": site.id, "author_key": author_key, "email": email.lower()}))
     return False if False in found else (True if found else None)
 
 
@@ -211,24 +239,36 @@ def flattened_parent(parent_id: int | None, max_depth: int) -> int | None:
     return parent_id if depth <= max_depth else ancestors[depth - max_depth]
 
 
+ACTIVE_BANS = sa.select(Ban).where(Ban.site_id == sa.bindparam("site_id"), Ban.until > sa.bindparam("now"))
+
+
 def banned_until(site: Site, email: str, ip: str | None) -> str | None:
     """When the latest ban covering this email or IP ends ("2026-12-06 19:00 UTC"), if one does."""
     try:
         address = ipaddress.ip_address(ip) if ip else None
     except ValueError:  # an imported comment's odd IP field
         address = None
-    ends = [ban.until for ban in db.session.scalars(sa.select(Ban).where(Ban.site_id == site.id, Ban.until > utcnow()))
+    ends = [ban.until for ban in db.session.scalars(ACTIVE_BANS, {"site_id": site.id, "now": utcnow()})
             if (ban.kind == "email" and ban.value == email.lower())
             or (ban.kind == "ip" and address is not None and address in ipaddress.ip_network(ban.value))]
     return f"{max(ends):%Y-%m-%d %H:%M} UTC" if ends else None
 
 
+def _same_comment(reply: bool) -> sa.Select:
+    return sa.select(sa.exists().where(
+        Comment.site_id == sa.bindparam("site_id"), Comment.body_hash == sa.bindparam("body_hash"),
+        Comment.article_id == sa.bindparam("article_id"), Comment.author_email == sa.bindparam("email"),
+        Comment.parent_id == sa.bindparam("parent_id") if reply else Comment.parent_id.is_(None),
+        Comment.body == sa.bindparam("body")))
+
+
+SAME_REPLY, SAME_COMMENT = _same_comment(reply=True), _same_comment(reply=False)
+
+
 def is_duplicate(article: Article, submission: Submission) -> bool:
-    return db.session.scalar(sa.select(sa.exists().where(
-        Comment.site_id == article.site_id, Comment.body_hash == body_hash(submission.body),
-        Comment.article_id == article.id, Comment.author_email == submission.email,
-        Comment.parent_id == submission.parent_id if submission.parent_id else Comment.parent_id.is_(None),
-        Comment.body == submission.body))) or False
+    return db.session.scalar(SAME_REPLY if submission.parent_id else SAME_COMMENT, {
+        "site_id": article.site_id, "body_hash": body_hash(submission.body), "article_id": article.id,
+        "email": submission.email, "parent_id": submission.parent_id, "body": submission.body}) or False
 
 
 def check_parent(article: Article | None, parent_id: int | None) -> None:

@@ -109,10 +109,14 @@ def enqueue_mail(to: str, subject: str, text: str, unsubscribe: str, dedupe_key:
                                  dedupe_key=dedupe_key, payload={"text": text, "unsubscribe": unsubscribe}))
 
 
+MODERATORS_BY_MODE = (  # built once: it runs for every comment posted
+    sa.select(User, NotificationSetting).join(NotificationSetting, NotificationSetting.user_id == User.id)
+    .where(NotificationSetting.site_id == sa.bindparam("site_id"), NotificationSetting.mode == sa.bindparam("mode"),
+           User.active.is_(True)))
+
+
 def moderators_of(site_id: int, mode: str) -> list[tuple[User, NotificationSetting]]:
-    return db.session.execute(
-        sa.select(User, NotificationSetting).join(NotificationSetting, NotificationSetting.user_id == User.id)
-        .where(NotificationSetting.site_id == site_id, NotificationSetting.mode == mode, User.active.is_(True))).all()
+    return db.session.execute(MODERATORS_BY_MODE, {"site_id": site_id, "mode": mode}).all()
 
 
 def held_comment_text(comment: Comment, user: User) -> str:

@@ -46,9 +46,12 @@ def payload(comment: Comment, event: str) -> dict:
         "article_url": comment.article.url, "created_at": comment.created_at.isoformat() + "Z"}}
 
 
+HOOKS_OF_SITE = sa.select(Webhook).where(Webhook.site_id == sa.bindparam("site_id"))  # built once: every comment
+
+
 def enqueue(comment: Comment, event: str) -> None:
     """Queue a call to every webhook of the comment's site that asked for this event."""
-    hooks = db.session.scalars(sa.select(Webhook).where(Webhook.site_id == comment.site_id)).all()
+    hooks = db.session.scalars(HOOKS_OF_SITE, {"site_id": comment.site_id}).all()
     for hook in hooks:
         # One call per event and state of the comment: a second report of the same comment is not news.
         dedupe_key = f"hook:{hook.id}:{event}:{comment.id}:{comment.version}"
