@@ -137,8 +137,14 @@ def check_article_url(site: Site, url: str) -> None:
         raise Refused(403, f"This site does not accept comments for pages on {origin_of(url)}.")
 
 
-def get_or_create_article(site: Site, url: str, title: str) -> Article:
-    article = article_for(site, url)
+def get_or_create_article(site: Site, url: str, title: str, found: Article | None = None) -> Article:
+    """The site's article at this url, created if it has none. `found`: the article as read before
+    this transaction (articles go only with their site), attached to it instead of read again."""
+    if found is not None:
+        article = found
+        db.session.add(article)
+    else:
+        article = article_for(site, url)
     if article is None:
         try:
             with db.session.begin_nested():
@@ -307,6 +313,7 @@ class Checked:
     """A comment that passed the checks: what storing it needs."""
     body_html: str
     author_key: str | None
+    article: Article | None  # None until its first comment is stored
     draft: rules.Draft
     facts: rules.Facts
     decision: rules.Decision
@@ -355,14 +362,14 @@ def check(site: Site, submission: Submission) -> Checked:
     refusal = rules.refuse(draft, site.rules, facts)
     if refusal:
         raise Refused(refusal.status_code, refusal.message, refusal.field)
-    return Checked(body_html, author_key, draft, facts, rules.decide(draft, site.rules, facts))
+    return Checked(body_html, author_key, existing, draft, facts, rules.decide(draft, site.rules, facts))
 
 
 def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment, str]:
     """Write a checked comment. The facts that the reader's own posts of the same moment can
     change are looked up again first, inside the write transaction, so that two posts at once
     cannot both slip under the flood limit, the duplicate check or the repeated-text count."""
-    article = get_or_create_article(site, submission.url, submission.title)
+    article = get_or_create_article(site, submission.url, submission.title, checked.article)
     facts = replace(checked.facts, repeated_on_articles=articles_with_text(site, article, submission.body),
                     **flood_facts(site, submission))
     if refusal := rules.refuse(checked.draft, site.rules, facts):
