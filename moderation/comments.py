@@ -315,8 +315,7 @@ class Checked:
     author_key: str | None
     article: Article | None  # None until its first comment is stored
     draft: rules.Draft
-    facts: rules.Facts
-    decision: rules.Decision
+    facts: rules.Facts  # all but those store() looks up
 
 
 def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
@@ -325,7 +324,8 @@ def submit(site: Site, submission: Submission) -> tuple[Comment, str]:
 
     The checks, the sanitizer and the rules run first and only read; the writes follow in
     their own short transaction (on SQLite, the database's one write lock is held only there;
-    see db_engine.read_first)."""
+    see db_engine.read_first). The facts that a simultaneous post can change (the flood limit,
+    the repeated text, a duplicate) are looked up once, in the write transaction."""
     checked = check(site, submission)
     db_engine.start_writing()
     return store(site, submission, checked)
@@ -347,10 +347,8 @@ def check(site: Site, submission: Submission) -> Checked:
     known, trusted = is_known_author(site, author_key), author_trust(site, author_key, submission.email)
     facts = rules.Facts(
         known_author=known,
-        **flood_facts(site, submission),
         honeypot_filled=submission.honeypot_filled,
         seconds_to_fill=submission.seconds_to_fill,
-        repeated_on_articles=articles_with_text(site, existing, submission.body),
         author_trusted=trusted,
         article_age_days=(utcnow() - existing.created_at).total_seconds() / 86400 if existing else None,
         article_closed=existing.closed if existing else False,
@@ -359,16 +357,16 @@ def check(site: Site, submission: Submission) -> Checked:
         email_verified=(site_rules["moderation_mode"] == "known_authors" and not known and trusted is not True
                         and may_mail_publish_link(site, submission.email)),
     )
-    refusal = rules.refuse(draft, site.rules, facts)
+    refusal = rules.refuse(draft, site.rules, facts)  # closed, banned, too long...: before any lock
     if refusal:
         raise Refused(refusal.status_code, refusal.message, refusal.field)
-    return Checked(body_html, author_key, existing, draft, facts, rules.decide(draft, site.rules, facts))
+    return Checked(body_html, author_key, existing, draft, facts)
 
 
 def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment, str]:
     """Write a checked comment. The facts that the reader's own posts of the same moment can
-    change are looked up again first, inside the write transaction, so that two posts at once
-    cannot both slip under the flood limit, the duplicate check or the repeated-text count."""
+    change are looked up first, inside the write transaction, so that two posts at once cannot
+    both slip under the flood limit, the duplicate check or the repeated-text count."""
     article = get_or_create_article(site, submission.url, submission.title, checked.article)
     facts = replace(checked.facts, repeated_on_articles=articles_with_text(site, article, submission.body),
                     **flood_facts(site, submission))
@@ -376,9 +374,7 @@ def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment
         raise Refused(refusal.status_code, refusal.message, refusal.field)
     if is_duplicate(article, submission):
         raise Refused(409, DUPLICATE)
-    decision = checked.decision
-    if facts.repeated_on_articles != checked.facts.repeated_on_articles:
-        decision = rules.decide(checked.draft, site.rules, facts)
+    decision = rules.decide(checked.draft, site.rules, facts)
     if checked.author_key is None:
         author_key, author_token = tokens.new_author_token()
     else:
