@@ -66,8 +66,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+RUNNING: list["Server"] = []
+
+
 class Server:
     def __init__(self, name: str, argv: list[str], env: dict, cwd: str, probe: str):
+        RUNNING.append(self)
         self.name, self.port = name, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join(WORK, f"{name}.log"), "w")
@@ -86,21 +90,43 @@ class Server:
         self.stop()
         sys.exit(f"{name} did not start; see {self.log.name}")
 
-    def worker_rss_mb(self) -> float:
-        """The largest resident set among the server's worker processes, in MB."""
-        sizes = []
+    def workers(self) -> list[str]:
+        """The pids of the server's worker processes."""
+        pids = []
         for pid in os.listdir("/proc"):
             try:
                 with open(f"/proc/{pid}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) != self.process.pid:
-                        continue
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                        pids.append(pid)
+            except (OSError, ValueError, IndexError):
+                continue
+        return pids
+
+    def worker_rss_mb(self) -> float:
+        """The largest resident set among the server's worker processes, in MB."""
+        sizes = []
+        for pid in self.workers():
+            try:
                 with open(f"/proc/{pid}/status") as status:
                     sizes += [int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:")]
-            except (OSError, ValueError, IndexError):
+            except (OSError, ValueError):
                 continue
         return max(sizes, default=0.0)
 
+    def cpu_ticks(self) -> int:
+        ticks = 0
+        for pid in self.workers():
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime + stime
+            except (OSError, ValueError, IndexError):
+                continue
+        return ticks
+
     def stop(self) -> None:
+        if self in RUNNING:
+            RUNNING.remove(self)
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
@@ -253,14 +279,31 @@ def ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
+def settle(limit: float = 60) -> None:
+    """Wait until no server is still working off requests of the previous run. When wrk stops,
+    a slow server (Isso reads for over a second a request) still holds up to 16 queued
+    requests, and would take CPU from whichever server is measured next."""
+    started = time.monotonic()
+    before = sum(server.cpu_ticks() for server in RUNNING)
+    while time.monotonic() - started < limit:
+        time.sleep(0.25)
+        now = sum(server.cpu_ticks() for server in RUNNING)
+        if now - before <= 1:  # at most one clock tick (10 ms) of work in a quarter second
+            return
+        before = now
+
+
 def compare(title: str, targets: dict[str, dict], seconds: int, rounds: int) -> dict[str, dict]:
-    """Runs every target once per round, in turn, after a short warm-up; medians per target."""
+    """Runs every target once per round, in turn, after a short warm-up; medians per target.
+    Every run starts once the servers are idle (settle)."""
     print(f"\n## {title}", flush=True)
     for target in targets.values():
+        settle()
         wrk(target["url"], 2, target.get("script"), target.get("headers"))
     runs: dict[str, list[dict]] = {name: [] for name in targets}
     for _ in range(rounds):
         for name, target in targets.items():
+            settle()
             runs[name].append(wrk(target["url"], seconds, target.get("script"), target.get("headers")))
     summary = {}
     for name, results in runs.items():
