@@ -208,11 +208,11 @@ OTHER_ARTICLES_WITH_TEXT = (
            Comment.article_id != sa.bindparam("article_id")))
 
 
-def articles_with_text(site: Site, article: Article | None, body: str) -> int:
+def articles_with_text(site: Site, article: Article, body: str) -> int:
     """How many articles of the site got this same text within a day, the one it is posted to included."""
     others = db.session.scalar(OTHER_ARTICLES_WITH_TEXT, {
         "site_id": site.id, "body_hash": body_hash(body), "since": utcnow() - timedelta(days=1), "body": body,
-        "article_id": article.id if article else 0})  # ids start at 1: 0 excludes no article
+        "article_id": article.id})
     return (others or 0) + 1
 
 
