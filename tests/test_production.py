@@ -181,6 +181,9 @@ def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, si
     writes = statements[locked:]
     assert not any("bans.id," in words or "author_trust.trusted" in words for words in writes)
     assert ["INSERT", "INTO", "comments", "(site_id,"] in writes
+    # What a simultaneous post can change is looked up once, under the lock: the repeated-text count.
+    repeated = [n for n, words in enumerate(statements) if words[:2] == ["SELECT", "count(DISTINCT"]]
+    assert len(repeated) == 1 and repeated[0] > locked
 
 
 def post_during_the_checks_of_another(app, monkeypatch, first: dict, second: dict) -> tuple[int, int]:
