@@ -39,9 +39,18 @@ def request_id(incoming: str) -> str:
 
 
 def log_line(request_id: str, method: str, path: str, status: int, started: float) -> None:
-    """No IP address or query string in the line: logs outlive the retention rules."""
-    log.info(json.dumps({"request_id": request_id, "method": method, "path": path, "status": status,
-                         "duration_ms": round((time.perf_counter() - started) * 1000, 2)}))
+    """No IP address or query string in the line: logs outlive the retention rules.
+
+    The same JSON as json.dumps of a dict, written out by hand (the request id is one of
+    REQUEST_ID's characters or hex), and the record handed to the logger's handlers directly:
+    Logger.info's search of the stack for its caller's line, the dict and its encoding cost
+    a third of a cached read's own work. Handlers, levels and filters still apply."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    duration = round((time.perf_counter() - started) * 1000, 2)
+    line = (f'{{"request_id": "{request_id}", "method": {json.dumps(method)}, "path": {json.dumps(path)}, '
+            f'"status": {status}, "duration_ms": {duration}}}')
+    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None))
 
 
 def start_request() -> None:
