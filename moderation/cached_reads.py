@@ -11,9 +11,13 @@ same status, headers and body as the views in api.py and embed.py (tests/test_pr
 compares them), and writes the same request log line. Everything else goes to Flask: a miss
 (which Flask renders and stores), an error, a HEAD, a Range or If-Modified-Since request, a
 reader's own page after posting, every other path."""
+import functools
 import time
+from urllib.parse import parse_qsl
 
 from flask import Flask
+from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.http import parse_etags
 
 from . import cache, comments, embed, ops, security
 from .comments import Refused
@@ -29,40 +33,47 @@ class CachedReads:
         if environ["REQUEST_METHOD"] == "GET" and (path == "/api/v1/threads" or path.startswith("/embed/")):
             started = time.perf_counter()
             with self.app.app_context():
-                request = self.app.request_class(environ)
                 try:
-                    answer = json_thread(request) if path == "/api/v1/threads" else widget(request)
+                    args = query_args(environ.get("QUERY_STRING", ""))
+                    answer = json_thread(environ, args) if path == "/api/v1/threads" else widget(path, args)
                 except Exception:  # Flask answers it, and reports what went wrong
                     answer = None
                 if answer is not None:
                     status, headers, body = answer
-                    request_id = ops.request_id(request.headers.get("X-Request-ID", ""))
+                    request_id = ops.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
                     headers.append(("X-Request-ID", request_id))
                     if self.app.config["REQUEST_LOG"]:
-                        ops.log_line(request_id, "GET", request.path, int(status[:3]), started)
+                        ops.log_line(request_id, "GET", path, int(status[:3]), started)
                     start_response(status, headers)
                     return [body]
         return self.wsgi_app(environ, start_response)
 
 
-def json_thread(request) -> tuple[str, list, bytes] | None:
+@functools.lru_cache(maxsize=256)
+def query_args(query_string: str) -> ImmutableMultiDict:
+    """The query string parsed as request.args parses it, once per string: the readers of a
+    popular article all send the same one. (Immutable, so the cached answer can be shared.)"""
+    return ImmutableMultiDict(parse_qsl(query_string.encode("latin-1").decode(), keep_blank_values=True,
+                                        errors="werkzeug.url_quote"))
+
+
+def json_thread(environ: dict, args: ImmutableMultiDict) -> tuple[str, list, bytes] | None:
     """As api.thread answers a thread that is cached, or a 304."""
-    if request.headers.get("Range") or (request.headers.get("If-Modified-Since")
-                                        and not request.headers.get("If-None-Match")):
+    if environ.get("HTTP_RANGE") or (environ.get("HTTP_IF_MODIFIED_SINCE") and not environ.get("HTTP_IF_NONE_MATCH")):
         return None
-    url = request.args.get("url")
+    url = args.get("url")
     if not url or not comments.is_clean_url(url):
         return None
-    head = cache.thread_head(request.args.get("site"), url)
+    head = cache.thread_head(args.get("site"), url)
     if head is None:
         return None
-    tag = cache.json_tag(head, url, request.args.get("after", type=int))
-    origin = request.headers.get("Origin")
+    tag = cache.json_tag(head, url, args.get("after", type=int))
+    origin = environ.get("HTTP_ORIGIN")
     # Vary: Cookie as on Flask's answers, whose session Flask-Login reads on every request.
     common = [("Vary", "Origin, Cookie"), *security.headers()]
     if origin and origin in head.allowed_origins:
         common.append(("Access-Control-Allow-Origin", origin))
-    if request.if_none_match.contains_weak(tag):
+    if parse_etags(environ.get("HTTP_IF_NONE_MATCH")).contains_weak(tag):
         return "304 NOT MODIFIED", [*cache.public_headers(tag), *common], b""
     body = cache.cached(tag)
     if body is None:
@@ -71,11 +82,11 @@ def json_thread(request) -> tuple[str, list, bytes] | None:
                       *cache.public_headers(tag, head.changed_at), *common], body
 
 
-def widget(request) -> tuple[str, list, bytes] | None:
+def widget(path: str, args: ImmutableMultiDict) -> tuple[str, list, bytes] | None:
     """As embed.public_thread answers a thread that is cached, with a fresh form token."""
-    key = request.path.removeprefix("/embed/")
-    url = request.args.get("url")
-    if request.args.get("posted") or request.args.get("reply_to") or not url or not comments.is_clean_url(url):
+    key = path.removeprefix("/embed/")  # a site key is ASCII: no need to decode the WSGI path
+    url = args.get("url")
+    if args.get("posted") or args.get("reply_to") or not url or not comments.is_clean_url(url):
         return None
     head = cache.thread_head(key, url)
     if head is None:
@@ -84,7 +95,7 @@ def widget(request) -> tuple[str, list, bytes] | None:
         comments.check_article_url(head, url)
     except Refused:
         return None
-    page = cache.cached(embed.widget_tag(head, url, request.args))
+    page = cache.cached(embed.widget_tag(head, url, args))
     if page is None:
         return None
     body = embed.with_form_token(page, head.site_key, url)

@@ -522,6 +522,25 @@ def test_everything_but_a_plain_cache_hit_goes_to_flask(app, client, site, post_
     assert len(flask_calls) == 1
 
 
+@pytest.mark.parametrize("query_string", [
+    "site=abc&url=https%3A%2F%2Fnews.example.org%2Fa%3Fb%3Dc&after=7",
+    "url=https://news.example.org/caf%C3%A9&url=second&site=",  # a repeated key, a blank value
+    "url=%FF%FE&site=abc",  # bytes that are not UTF-8 stay percent-encoded, as in request.args
+    "site=a+b&title=Caf\u00c3\u00a9",  # a plus; raw UTF-8 bytes as WSGI passes them, read as latin-1
+    "",
+])
+def test_the_shortcut_reads_a_query_string_as_flask_does(query_string):
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from moderation.cached_reads import query_args
+
+    environ = EnvironBuilder().get_environ()
+    environ["QUERY_STRING"] = query_string
+    assert list(query_args(query_string).items(multi=True)) == list(Request(environ).args.items(multi=True))
+    assert query_args(query_string) is query_args(query_string)  # parsed once per string
+
+
 def test_a_cache_that_fails_on_a_hit_sends_the_read_to_flask(app, client, site, post_comment, moderator,
                                                               flask_calls, monkeypatch, caplog):
     from moderation.cache import cache
