@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, request
+from cachelib import BaseCache
 from flask_caching import Cache
 from werkzeug.http import http_date, quote_etag
 
@@ -74,12 +75,13 @@ def _thread_head_query() -> sa.Select:
 THREAD_HEAD = _thread_head_query()  # built once: this runs on every read
 
 
-def thread_head(site_key: str | None, url: str) -> ThreadHead | None:
+def thread_head(site_key: str | None, url: str, engine: sa.Engine | None = None) -> ThreadHead | None:
     """None for an unknown site. One query on a connection of its own (db_engine.read_row),
-    outside the request's session: its answer is never older than what is rendered after it."""
+    outside the request's session: its answer is never older than what is rendered after it.
+    engine: the app's, for a caller outside an app context (cached_reads)."""
     if not comments.is_site_key(site_key):
         return None
-    row = db_engine.read_row(db.engine, THREAD_HEAD, {"key": site_key, "url": url})
+    row = db_engine.read_row(engine or db.engine, THREAD_HEAD, {"key": site_key, "url": url})
     if row is None:
         return None
     site_id, key, rules_text, article_id, title, version, closed, changed_at = row
@@ -166,8 +168,12 @@ def not_modified(tag: str) -> Response | None:
     return current_app.response_class(status=304, headers=public_headers(tag))
 
 
-def cached(tag: str):
-    """The stored rendering for this tag, or None. A cache that is down costs speed, never an answer."""
+def cached(tag: str, backend: BaseCache | None = None):
+    """The stored rendering for this tag, or None. A cache that is down costs speed, never an answer.
+    backend: the app's cache (cache.cache), for the shortcut outside an app context (cached_reads);
+    there a failure is raised, and the request goes on to Flask, which reports it."""
+    if backend is not None:
+        return backend.get(KEY_PREFIX + tag)
     try:
         return cache.get(KEY_PREFIX + tag)
     except Exception:
