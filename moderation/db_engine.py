@@ -1,6 +1,7 @@
 """Engine-specific code lives here and only here. SQLite: WAL, a busy timeout, foreign keys,
-synchronous=NORMAL, and BEGIN IMMEDIATE for write transactions. PostgreSQL needs nothing beyond its pool settings
-(SQLALCHEMY_ENGINE_OPTIONS)."""
+synchronous=NORMAL, BEGIN IMMEDIATE for write transactions, and a queue for the web's writers.
+PostgreSQL needs nothing beyond its pool settings (SQLALCHEMY_ENGINE_OPTIONS)."""
+import fcntl
 import functools
 import os
 import threading
@@ -10,6 +11,7 @@ from flask import g, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import Pool
 from sqlalchemy.sql import Select
 
 from .extensions import db
@@ -50,7 +52,49 @@ def begin_sqlite(connection: Connection) -> None:
     DEFERRED so they never queue behind writers; the command line counts as a writer."""
     if connection.dialect.name != "sqlite":
         return
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if may_write() else "BEGIN")
+    if not may_write():
+        connection.exec_driver_sql("BEGIN")
+        return
+    if has_request_context():
+        wait_for_turn(connection)
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# Per thread: one lock file per database (flock excludes other open files, so each thread of a
+# process needs its own), and the one whose turn it holds.
+_turns = threading.local()
+
+
+def wait_for_turn(connection: Connection) -> None:
+    """Queue a web request's write transaction on a lock file beside the database (flock),
+    held until its connection goes back to the pool, just after its commit or rollback.
+
+    Why: when the write lock is taken, SQLite's busy handler sleeps 1, 2, 5, 10, ... ms
+    between tries, while a comment's write transaction holds it for about a millisecond:
+    posting workers spent a quarter of their time asleep with the lock long free (0.85 ms
+    a post). The kernel wakes a writer waiting on flock the moment the turn is free.
+
+    The wait has no timeout of its own, and needs none: the writer holding the turn runs
+    only its transaction, whose statements give up at SQLite's busy timeout, and a turn
+    ends with its connection's checkin or invalidation, or with its process. The command
+    line does not queue: its long transactions wait for SQLite's lock, as before."""
+    path = connection.engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    files = _turns.__dict__.setdefault("files", {})
+    if path not in files:
+        files[path] = os.open(path + "-writers", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(files[path], fcntl.LOCK_EX)  # at once if this thread holds it already
+    _turns.held = files[path]
+
+
+@event.listens_for(Pool, "checkin")
+@event.listens_for(Pool, "invalidate")
+def end_turn(*_) -> None:
+    """The transaction is over, its connection back in the pool: the next writer's turn."""
+    held = _turns.__dict__.pop("held", None)
+    if held is not None:
+        fcntl.flock(held, fcntl.LOCK_UN)
 
 
 def may_write() -> bool:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -94,6 +95,80 @@ def test_sqlite_writes_begin_immediate_and_reads_deferred(app):
         assert pragmas("PRAGMA foreign_keys").scalar() == 1
         assert pragmas("PRAGMA busy_timeout").scalar() == 10000
         assert pragmas("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def turn_is_free(app) -> bool:
+    """Whether a web writer could take its turn now (db_engine.wait_for_turn's lock file)."""
+    import fcntl
+
+    with app.app_context():
+        path = db.engine.url.database + "-writers"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing it drops the lock it may have taken
+    return True
+
+
+@pytest.mark.skipif(not ON_SQLITE, reason="SQLite only")
+@pytest.mark.parametrize("ending", ["commit", "rollback", "error", "invalidate"])
+def test_web_writers_take_turns_until_their_transaction_ends(app, site, ending):
+    with app.test_request_context(method="POST"):
+        db.session.scalar(sa.select(sa.func.count()).select_from(Site))
+        assert not turn_is_free(app)  # held from BEGIN IMMEDIATE ...
+        if ending == "commit":
+            db.session.commit()
+        elif ending == "rollback":
+            db.session.rollback()
+        elif ending == "error":
+            with pytest.raises(sa.exc.IntegrityError):
+                db.session.execute(sa.insert(Site).values(id=site.id, key=site.key, name="Twice", rules={}))
+            db.session.rollback()
+        else:
+            db.session.connection().invalidate()
+        assert turn_is_free(app)  # ... to the end of the transaction, however it ends
+        db.session.rollback()
+    with app.test_request_context(method="GET"):
+        db.session.scalar(sa.select(sa.func.count()).select_from(Site))
+        assert turn_is_free(app)  # reads never queue
+        db.session.rollback()
+
+
+@pytest.mark.skipif(not ON_SQLITE, reason="SQLite only")
+def test_a_second_writer_waits_for_its_turn_not_in_sqlites_busy_handler(app, site):
+    """It begins only once the first has committed: it never sits in SQLite's busy handler,
+    which sleeps in steps of up to 100 ms."""
+    events = []
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", lambda conn, cursor, statement, *args: events.append(
+            (threading.current_thread().name, statement)) if statement.startswith("BEGIN") else None)
+        sa.event.listen(db.engine, "commit", lambda conn: events.append((threading.current_thread().name, "COMMIT")))
+
+    def second_writer():
+        threading.current_thread().name = "second"
+        with app.test_request_context(method="POST"):
+            db.session.execute(sa.update(Site).where(Site.id == site.id).values(name="Second"))
+            db.session.commit()
+
+    threading.current_thread().name, name = "first", threading.current_thread().name
+    try:
+        with app.test_request_context(method="POST"):
+            db.session.execute(sa.update(Site).where(Site.id == site.id).values(name="First"))
+            with ThreadPoolExecutor(1) as pool:
+                later = pool.submit(second_writer)
+                time.sleep(0.3)
+                assert not later.done() and ("second", "BEGIN IMMEDIATE") not in events  # waiting for its turn
+                db.session.commit()
+                later.result(timeout=10)
+    finally:
+        threading.current_thread().name = name
+    assert events == [("first", "BEGIN IMMEDIATE"), ("first", "COMMIT"),
+                      ("second", "BEGIN IMMEDIATE"), ("second", "COMMIT")]
+    with app.app_context():
+        assert db.session.get(Site, site.id).name == "Second"
 
 
 def free_port() -> int:
