@@ -312,7 +312,8 @@ def may_mail_publish_link(site: Site, email: str) -> bool:
 class Checked:
     """A comment that passed the checks: what storing it needs."""
     body_html: str
-    author_key: str | None
+    author_key: str
+    author_token: str  # the reader's, or a new one for a browser we have not seen
     article: Article | None  # None until its first comment is stored
     draft: rules.Draft
     facts: rules.Facts  # all but those store() looks up
@@ -360,7 +361,11 @@ def check(site: Site, submission: Submission) -> Checked:
     refusal = rules.refuse(draft, site.rules, facts)  # closed, banned, too long...: before any lock
     if refusal:
         raise Refused(refusal.status_code, refusal.message, refusal.field)
-    return Checked(body_html, author_key, existing, draft, facts)
+    if author_key is None:  # signed here rather than under the write lock
+        author_key, author_token = tokens.new_author_token()
+    else:
+        author_token = submission.author_token
+    return Checked(body_html, author_key, author_token, existing, draft, facts)
 
 
 def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment, str]:
@@ -375,14 +380,10 @@ def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment
     if is_duplicate(article, submission):
         raise Refused(409, DUPLICATE)
     decision = rules.decide(checked.draft, site.rules, facts)
-    if checked.author_key is None:
-        author_key, author_token = tokens.new_author_token()
-    else:
-        author_key, author_token = checked.author_key, submission.author_token
     comment = Comment(
         site_id=site.id, article_id=article.id, parent_id=submission.parent_id,
         author_name=submission.name, author_email=submission.email, author_website=submission.website,
-        author_key=author_key, body=submission.body, body_html=checked.body_html,
+        author_key=checked.author_key, body=submission.body, body_html=checked.body_html,
         sanitizer_version=sanitize.SANITIZER_VERSION, status=decision.status,
         reasons=list(decision.reasons), ip=submission.ip, user_agent=submission.user_agent[:400],
         notify=submission.notify,
@@ -395,7 +396,7 @@ def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment
         bump_thread(article.id)
     notifications.comment_submitted(comment, decision.publish_by_email_link)
     webhooks.enqueue(comment, "comment.created")
-    return comment, author_token
+    return comment, checked.author_token
 
 
 def visible_to(user: User) -> sa.ColumnElement[bool]:
