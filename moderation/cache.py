@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, request
-from cachelib import BaseCache
 from flask_caching import Cache
+from flask_caching.backends.base import BaseCache
 from werkzeug.http import http_date, quote_etag
 
 from . import comments, db_engine, sanitize

@@ -16,8 +16,8 @@ import time
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
-from cachelib import BaseCache
 from flask import Flask
+from flask_caching.backends.base import BaseCache
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.http import parse_etags
 
