@@ -57,7 +57,7 @@ def preflight():
 
 
 def site_or_404(key: object) -> Site:
-    site = comments.site_by_key(key if isinstance(key, str) else None)
+    site = comments.site_by_key(key if isinstance(key, str) else None, detached=True)
     if site is None:
         abort(404, description="There is no site with this key.")
     return site

@@ -6,18 +6,21 @@ import functools
 import os
 import threading
 import weakref
+from typing import NamedTuple
 
 from flask import g, has_request_context, request
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.pool import Pool
 from sqlalchemy.sql import Select
 
 from .extensions import db
 
 READ_ONLY_METHODS = {"GET", "HEAD", "OPTIONS"}
-_compiled: dict[tuple[type, Select], tuple[str, tuple[str, ...] | None]] = {}
+_compiled: dict[tuple[type, Select], "_Compiled"] = {}
+_as_columns: dict[Select, tuple[type, list[str], Select]] = {}
 
 
 def is_sqlite(dbapi_connection) -> bool:
@@ -140,19 +143,80 @@ def read_row(engine: Engine, query: Select, params: dict) -> tuple | None:
     (SQLite's through tune_sqlite, psycopg's set here): one statement reads one consistent
     snapshot, and no transaction stays open between reads. A connection the server dropped
     (a restart, an idle timeout) is replaced once, as the pool's pre-ping would."""
+    return _read(engine, _compile(engine, query), params, fetch_one)
+
+
+def read_rows(engine: Engine, query: Select, params: dict) -> list[tuple]:
+    """Every row of a read-only query, read as read_row reads, with the values converted by
+    their column types, as the session gives them (a bool, a datetime, a dict from JSON).
+    For the checks of a new comment, which read a lot and change nothing: no transaction to
+    begin and end, and no ORM around each query."""
+    statement = _compile(engine, query)
+    return [tuple(value if convert is None else convert(value) for convert, value in zip(statement.from_driver, row))
+            for row in _read(engine, statement, params, fetch_all)]
+
+
+def read_value(engine: Engine, query: Select, params: dict):
+    """The first column of the first row (read_rows), or None when there is no row."""
+    rows = read_rows(engine, query, params)
+    return rows[0][0] if rows else None
+
+
+def read_detached(engine: Engine, query: Select, params: dict) -> list:
+    """What an ORM query of one model (select(Site).where(...)) finds, read as read_rows reads,
+    as instances detached from any session, as if loaded and the session then closed: to read,
+    and to attach (session.add) without loading them again; not to change while detached."""
+    if query not in _as_columns:
+        mapper = inspect(query.column_descriptions[0]["entity"])
+        _as_columns[query] = (mapper.class_, [mapper.get_property_by_column(column).key for column in mapper.columns],
+                              query.with_only_columns(*mapper.columns))
+    model, keys, columns_query = _as_columns[query]
+    instances = []
+    for row in read_rows(engine, columns_query, params):
+        instance = model(**dict(zip(keys, row)))
+        make_transient_to_detached(instance)
+        instances.append(instance)
+    return instances
+
+
+class _Compiled(NamedTuple):
+    sql: str
+    names: tuple[str, ...]  # of the bound parameters, in the driver's order
+    positional: bool
+    literals: dict  # the values the query holds itself (Comment.status == Status.APPROVED)
+    to_driver: dict  # per parameter: its conversion to the driver's value, or None
+    from_driver: list  # per selected column: its conversion of the driver's value, or None
+
+
+def _compile(engine: Engine, query: Select) -> _Compiled:
+    """Once per dialect and query: its SQL and the conversions the column types make."""
     key = (type(engine.dialect), query)
     if key not in _compiled:
-        compiled = query.compile(dialect=engine.dialect)
-        _compiled[key] = compiled.string, compiled.positiontup if compiled.positional else None
-    sql, positions = _compiled[key]
-    values = tuple(params[name] for name in positions) if positions is not None else params
+        dialect = engine.dialect
+        compiled = query.compile(dialect=dialect)
+        _compiled[key] = _Compiled(
+            compiled.string, tuple(compiled.positiontup if compiled.positional else compiled.binds),
+            compiled.positional,
+            {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required},
+            {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()},
+            [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in query.selected_columns])
+    return _compiled[key]
+
+
+def _read(engine: Engine, statement: _Compiled, params: dict, fetch):
+    values = []
+    for name in statement.names:
+        value = params[name] if name in params else statement.literals[name]
+        convert = statement.to_driver[name]
+        values.append(value if convert is None else convert(value))
+    sql, values = statement.sql, tuple(values) if statement.positional else dict(zip(statement.names, values))
     driver_error = engine.dialect.loaded_dbapi.Error
     try:
         try:
-            return fetch_one(reader(engine), sql, values)
+            return fetch(reader(engine), sql, values)
         except driver_error:
             drop_reader(engine)
-            return fetch_one(reader(engine), sql, values)
+            return fetch(reader(engine), sql, values)
     except driver_error as error:  # as SQLAlchemy's own errors, for the error handlers (a 503)
         raise DBAPIError.instance(sql, values, error, driver_error) from error
 
@@ -162,6 +226,15 @@ def fetch_one(connection, sql: str, values) -> tuple | None:
     try:
         cursor.execute(sql, values)
         return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
+def fetch_all(connection, sql: str, values) -> list[tuple]:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql, values)
+        return cursor.fetchall()
     finally:
         cursor.close()
 

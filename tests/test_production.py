@@ -241,17 +241,26 @@ def test_four_gunicorn_workers_posting_at_once_never_lock(tmp_path):
 
 
 @pytest.mark.skipif(not ON_SQLITE, reason="SQLite only")
-def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, site):
-    statements = []
+def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, site, monkeypatch):
+    from moderation import db_engine
+
+    statements = []  # the session's, and those of the reads outside it, in the order they ran
     with app.app_context():
         sa.event.listen(db.engine, "before_cursor_execute",
                         lambda conn, cursor, statement, *args: statements.append(statement.split()[:4]))
+    real_fetch_all = db_engine.fetch_all
+
+    def fetch_all(connection, sql, values):
+        statements.append(["(outside the session)", *sql.split()[:4]])
+        return real_fetch_all(connection, sql, values)
+
+    monkeypatch.setattr(db_engine, "fetch_all", fetch_all)
     assert client.post("/api/v1/comments", json=comment_fields(site), headers={"Origin": ORIGIN}).status_code == 201
-    begins = [n for n, words in enumerate(statements) if words[0] == "BEGIN"]
-    assert statements[begins[0]] == ["BEGIN"]  # the checks: no lock
-    [locked] = [n for n in begins if statements[n] == ["BEGIN", "IMMEDIATE"]]
+    [locked] = [n for n, words in enumerate(statements) if words[0] == "BEGIN"]
+    assert statements[locked] == ["BEGIN", "IMMEDIATE"]  # the one transaction: the checks began none
     checks = statements[:locked]
-    assert any("bans" in words or "bans.id," in words for words in checks)
+    assert all(words[0] == "(outside the session)" for words in checks)
+    assert any("bans.id," in words for words in checks)
     assert any("author_trust.trusted" in words for words in checks)
     writes = statements[locked:]
     assert not any("bans.id," in words or "author_trust.trusted" in words for words in writes)
@@ -259,6 +268,47 @@ def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, si
     # What a simultaneous post can change is looked up once, under the lock: the repeated-text count.
     repeated = [n for n, words in enumerate(statements) if words[:2] == ["SELECT", "count(DISTINCT"]]
     assert len(repeated) == 1 and repeated[0] > locked
+
+
+def test_reads_outside_the_session_give_what_the_session_gives(app, site, post_comment):
+    """read_rows converts as the column types do, with the values the query holds itself
+    (Status.APPROVED), and read_detached gives the instances the session loads, detached."""
+    from datetime import timedelta
+
+    from moderation import db_engine
+    from moderation.models import utcnow
+
+    approved, pending = post_comment(site)["id"], post_comment(site, body="Another one, still waiting.")["id"]
+    with app.app_context():
+        comment = db.session.get(Comment, approved)
+        comment.status, comment.reasons, comment.notify = Status.APPROVED, ["looks fine", "é"], True
+        db.session.commit()
+        query = (sa.select(Comment.id, Comment.status, Comment.reasons, Comment.notify, Comment.created_at,
+                           Comment.decided_at, Site.rules)
+                 .join(Site, Site.id == Comment.site_id)
+                 .where(Comment.status == Status.APPROVED, Comment.created_at >= sa.bindparam("since")))
+        params = {"since": utcnow() - timedelta(hours=1)}
+        rows = db_engine.read_rows(db.engine, query, params)
+        assert rows == [tuple(row) for row in db.session.execute(query, params)]
+        assert [type(value) for value in rows[0][1:5]] == [Status, list, bool, type(params["since"])]
+        assert db_engine.read_value(db.engine, sa.select(Comment.status).where(Comment.id == sa.bindparam("id")),
+                                    {"id": pending}) == Status.PENDING
+        assert db_engine.read_value(db.engine, sa.select(Comment.id).where(Comment.id == -1), {}) is None
+        db.session.remove()
+
+        [found] = db_engine.read_detached(db.engine, sa.select(Site).where(Site.key == sa.bindparam("key")),
+                                          {"key": site.key})
+        assert sa.inspect(found).detached and not sa.inspect(found).modified
+        loaded = db.session.get(Site, site.id)
+        columns = [column.key for column in Site.__table__.columns]
+        assert [getattr(found, key) for key in columns] == [getattr(loaded, key) for key in columns]
+        db.session.remove()
+        statements = []
+        sa.event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        db.session.add(found)  # attached as it was read: no query, and nothing to write
+        assert db.session.get(Site, site.id) is found
+        db.session.commit()
+        assert statements == []
 
 
 def post_during_the_checks_of_another(app, monkeypatch, first: dict, second: dict) -> tuple[int, int]:
