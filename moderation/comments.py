@@ -399,18 +399,14 @@ def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment
     if is_duplicate(article, submission):
         raise Refused(409, DUPLICATE)
     decision = rules.decide(checked.draft, site.rules, facts)
-    comment = Comment(
+    comment = db_engine.insert_attached(db.session, Comment, dict(
         site_id=site.id, article_id=article.id, parent_id=submission.parent_id,
         author_name=submission.name, author_email=submission.email, author_website=submission.website,
         author_key=checked.author_key, body=submission.body, body_html=checked.body_html,
         sanitizer_version=sanitize.SANITIZER_VERSION, status=decision.status,
         reasons=list(decision.reasons), ip=submission.ip, user_agent=submission.user_agent[:400],
-        notify=submission.notify,
-    )
-    if decision.status != Status.PENDING:
-        comment.decided_at = utcnow()
-    db.session.add(comment)
-    db.session.flush()
+        notify=submission.notify, decided_at=None if decision.status == Status.PENDING else utcnow(),
+    ))
     if comment.status == Status.APPROVED:
         bump_thread(article.id)
     notifications.comment_submitted(comment, decision.publish_by_email_link)

@@ -9,7 +9,7 @@ import weakref
 from typing import NamedTuple
 
 from flask import g, has_request_context, request
-from sqlalchemy import event, inspect
+from sqlalchemy import Insert, event, insert, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import make_transient_to_detached
@@ -21,6 +21,7 @@ from .extensions import db
 READ_ONLY_METHODS = {"GET", "HEAD", "OPTIONS"}
 _compiled: dict[tuple[type, Select], "_Compiled"] = {}
 _as_columns: dict[Select, tuple[type, list[str], Select]] = {}
+_inserts: dict[type, tuple[list[str], Insert]] = {}
 
 
 def is_sqlite(dbapi_connection) -> bool:
@@ -177,6 +178,23 @@ def read_detached(engine: Engine, query: Select, params: dict) -> list:
         make_transient_to_detached(instance)
         instances.append(instance)
     return instances
+
+
+def insert_attached(session, model: type, values: dict):
+    """INSERT ... RETURNING every column, on the session's connection, and the new row then
+    attached to the session as though it had been loaded (make_transient_to_detached, add):
+    a third of what the ORM's flush of a new object costs, for the insert of every post.
+    Column defaults apply as in a flush; the ORM's insert events (before_insert...) do not."""
+    if model not in _inserts:
+        mapper = inspect(model)
+        _inserts[model] = ([mapper.get_property_by_column(column).key for column in mapper.columns],
+                           insert(mapper.local_table).returning(*mapper.columns))
+    keys, statement = _inserts[model]
+    row = session.connection().execute(statement, values).one()
+    instance = model(**dict(zip(keys, row)))
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
 
 
 class _Compiled(NamedTuple):

@@ -311,6 +311,32 @@ def test_reads_outside_the_session_give_what_the_session_gives(app, site, post_c
         assert statements == []
 
 
+def test_an_insert_attached_is_as_a_flushed_object(app, site):
+    from moderation import db_engine
+    from moderation.models import body_hash
+
+    with app.app_context():
+        article = Article(site_id=site.id, url=ARTICLE, title="T")
+        db.session.add(article)
+        db.session.commit()
+        comment = db_engine.insert_attached(db.session, Comment, dict(
+            site_id=site.id, article_id=article.id, author_name="Ann", author_email="ann@example.org",
+            body="Inserted.", body_html="<p>Inserted.</p>", reasons=["pre-moderation"]))
+        state = sa.inspect(comment)
+        assert state.persistent and not state.modified
+        assert comment.article is article  # relationships load through the session as usual
+        # The column defaults, as a flush would have set them:
+        assert (comment.status, comment.version, comment.reports, comment.notify, comment.body_hash) == (
+            Status.PENDING, 1, 0, False, body_hash("Inserted."))
+        assert comment.created_at is not None and comment.id > 0
+        comment.author_name = "Ann B."  # changed after the insert: an UPDATE at the commit, as usual
+        comment_id = comment.id
+        db.session.commit()
+        db.session.remove()
+        stored = db.session.get(Comment, comment_id)
+        assert (stored.author_name, stored.reasons, stored.status) == ("Ann B.", ["pre-moderation"], Status.PENDING)
+
+
 def post_during_the_checks_of_another(app, monkeypatch, first: dict, second: dict) -> tuple[int, int]:
     """Post `first`; when its checks are done and before it writes, post `second` in full."""
     from moderation import db_engine
