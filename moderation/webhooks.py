@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import db_engine
 from .extensions import db
 from .models import Comment, Site, utcnow
 from .notifications import OutboxMessage
@@ -51,7 +52,7 @@ HOOKS_OF_SITE = sa.select(Webhook).where(Webhook.site_id == sa.bindparam("site_i
 
 def enqueue(comment: Comment, event: str) -> None:
     """Queue a call to every webhook of the comment's site that asked for this event."""
-    hooks = db.session.scalars(HOOKS_OF_SITE, {"site_id": comment.site_id}).all()
+    hooks = db_engine.read_detached(db.engine, HOOKS_OF_SITE, {"site_id": comment.site_id})  # read, not changed
     for hook in hooks:
         # One call per event and state of the comment: a second report of the same comment is not news.
         dedupe_key = f"hook:{hook.id}:{event}:{comment.id}:{comment.version}"
