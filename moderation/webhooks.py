@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Mapped, mapped_column
 
-from . import db_engine
 from .extensions import db
 from .models import Comment, Site, utcnow
 from .notifications import OutboxMessage
@@ -47,12 +46,14 @@ def payload(comment: Comment, event: str) -> dict:
         "article_url": comment.article.url, "created_at": comment.created_at.isoformat() + "Z"}}
 
 
-HOOKS_OF_SITE = sa.select(Webhook).where(Webhook.site_id == sa.bindparam("site_id"))  # built once: every comment
+HOOKS_OF_SITE = (sa.select(Webhook.id, Webhook.url, Webhook.events)  # built once: for every comment
+                 .where(Webhook.site_id == sa.bindparam("site_id")))
 
 
 def enqueue(comment: Comment, event: str) -> None:
     """Queue a call to every webhook of the comment's site that asked for this event."""
-    hooks = db_engine.read_detached(db.engine, HOOKS_OF_SITE, {"site_id": comment.site_id})  # read, not changed
+    db.session.flush()  # the caller's changes count, as for an ORM query; its plain rows cost less
+    hooks = db.session.connection().execute(HOOKS_OF_SITE, {"site_id": comment.site_id}).all()
     for hook in hooks:
         # One call per event and state of the comment: a second report of the same comment is not news.
         dedupe_key = f"hook:{hook.id}:{event}:{comment.id}:{comment.version}"
