@@ -144,7 +144,7 @@ def read_row(engine: Engine, query: Select, params: dict) -> tuple | None:
     (SQLite's through tune_sqlite, psycopg's set here): one statement reads one consistent
     snapshot, and no transaction stays open between reads. A connection the server dropped
     (a restart, an idle timeout) is replaced once, as the pool's pre-ping would."""
-    return _read(engine, _compile(engine, query), params, fetch_one)
+    return _read(engine, _compile(engine, query), params, first_only=True)
 
 
 def read_rows(engine: Engine, query: Select, params: dict) -> list[tuple]:
@@ -154,7 +154,7 @@ def read_rows(engine: Engine, query: Select, params: dict) -> list[tuple]:
     begin and end, and no ORM around each query."""
     statement = _compile(engine, query)
     return [tuple(value if convert is None else convert(value) for convert, value in zip(statement.from_driver, row))
-            for row in _read(engine, statement, params, fetch_all)]
+            for row in _read(engine, statement, params, first_only=False)]
 
 
 def read_value(engine: Engine, query: Select, params: dict):
@@ -221,7 +221,7 @@ def _compile(engine: Engine, query: Select) -> _Compiled:
     return _compiled[key]
 
 
-def _read(engine: Engine, statement: _Compiled, params: dict, fetch):
+def _read(engine: Engine, statement: _Compiled, params: dict, first_only: bool):
     values = []
     for name in statement.names:
         value = params[name] if name in params else statement.literals[name]
@@ -231,28 +231,20 @@ def _read(engine: Engine, statement: _Compiled, params: dict, fetch):
     driver_error = engine.dialect.loaded_dbapi.Error
     try:
         try:
-            return fetch(reader(engine), sql, values)
+            return fetch(reader(engine), sql, values, first_only)
         except driver_error:
             drop_reader(engine)
-            return fetch(reader(engine), sql, values)
+            return fetch(reader(engine), sql, values, first_only)
     except driver_error as error:  # as SQLAlchemy's own errors, for the error handlers (a 503)
         raise DBAPIError.instance(sql, values, error, driver_error) from error
 
 
-def fetch_one(connection, sql: str, values) -> tuple | None:
+def fetch(connection, sql: str, values, first_only: bool):
+    """The first row (or None), or every row, of one statement on a DBAPI connection."""
     cursor = connection.cursor()
     try:
         cursor.execute(sql, values)
-        return cursor.fetchone()
-    finally:
-        cursor.close()
-
-
-def fetch_all(connection, sql: str, values) -> list[tuple]:
-    cursor = connection.cursor()
-    try:
-        cursor.execute(sql, values)
-        return cursor.fetchall()
+        return cursor.fetchone() if first_only else cursor.fetchall()
     finally:
         cursor.close()
 

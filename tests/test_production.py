@@ -248,13 +248,13 @@ def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, si
     with app.app_context():
         sa.event.listen(db.engine, "before_cursor_execute",
                         lambda conn, cursor, statement, *args: statements.append(statement.split()[:4]))
-    real_fetch_all = db_engine.fetch_all
+    real_fetch = db_engine.fetch
 
-    def fetch_all(connection, sql, values):
+    def fetch(connection, sql, values, first_only):
         statements.append(["(outside the session)", *sql.split()[:4]])
-        return real_fetch_all(connection, sql, values)
+        return real_fetch(connection, sql, values, first_only)
 
-    monkeypatch.setattr(db_engine, "fetch_all", fetch_all)
+    monkeypatch.setattr(db_engine, "fetch", fetch)
     assert client.post("/api/v1/comments", json=comment_fields(site), headers={"Origin": ORIGIN}).status_code == 201
     [locked] = [n for n, words in enumerate(statements) if words[0] == "BEGIN"]
     assert statements[locked] == ["BEGIN", "IMMEDIATE"]  # the one transaction: the checks began none
