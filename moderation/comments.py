@@ -74,7 +74,8 @@ def is_site_key(key: object) -> bool:
 # statement costs about as much as running it. The checks of a new comment read outside the
 # session (db_engine.read_rows), with no transaction to begin and end: a post's reads cost
 # a tenth of what they cost through the ORM, and its write transaction reads again whatever
-# a simultaneous post could change.
+# a simultaneous post could change. Such reads see only what is committed: they come first
+# in their request, before it writes anything.
 SITE_BY_KEY = sa.select(Site).where(Site.key == sa.bindparam("key"))
 ARTICLE_BY_URL = sa.select(Article).where(Article.site_id == sa.bindparam("site_id"), Article.url == sa.bindparam("url"))
 
