@@ -221,7 +221,7 @@ OTHER_ARTICLES_WITH_TEXT = (
 
 def articles_with_text(site: Site, article: Article, body: str) -> int:
     """How many articles of the site got this same text within a day, the one it is posted to included."""
-    others = db.session.connection().scalar(OTHER_ARTICLES_WITH_TEXT, {
+    others = db_engine.read_value(db.session, OTHER_ARTICLES_WITH_TEXT, {
         "site_id": site.id, "body_hash": body_hash(body), "since": utcnow() - timedelta(days=1), "body": body,
         "article_id": article.id})
     return (others or 0) + 1
@@ -287,7 +287,7 @@ SAME_REPLY, SAME_COMMENT = _same_comment(reply=True), _same_comment(reply=False)
 
 
 def is_duplicate(article: Article, submission: Submission) -> bool:
-    return db.session.connection().scalar(SAME_REPLY if submission.parent_id else SAME_COMMENT, {
+    return db_engine.read_value(db.session, SAME_REPLY if submission.parent_id else SAME_COMMENT, {
         "site_id": article.site_id, "body_hash": body_hash(submission.body), "article_id": article.id,
         "email": submission.email, "parent_id": submission.parent_id, "body": submission.body}) or False
 

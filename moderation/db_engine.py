@@ -12,7 +12,7 @@ from flask import g, has_request_context, request
 from sqlalchemy import Insert, event, insert, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.pool import Pool
 from sqlalchemy.sql import Select
 
@@ -147,19 +147,31 @@ def read_row(engine: Engine, query: Select, params: dict) -> tuple | None:
     return _read(engine, _compile(engine, query), params, first_only=True)
 
 
-def read_rows(engine: Engine, query: Select, params: dict) -> list[tuple]:
-    """Every row of a read-only query, read as read_row reads, with the values converted by
-    their column types, as the session gives them (a bool, a datetime, a dict from JSON).
-    For the checks of a new comment, which read a lot and change nothing: no transaction to
-    begin and end, and no ORM around each query."""
-    statement = _compile(engine, query)
+def read_rows(source: "Engine | Session", query: Select, params: dict) -> list[tuple]:
+    """Every row of a query, with the values converted by their column types, as the session
+    gives them (a bool, a datetime, a dict from JSON), and no ORM or SQLAlchemy Connection
+    around the statement: for the lookups of a new comment, which run for every post.
+
+    source db.engine: read as read_row reads, outside the session, with no transaction to
+    begin and end; for the checks before anything is written.
+    source db.session: inside the session's transaction (begun if need be), on its own DBAPI
+    connection, after a flush, so that it sees what the transaction has written, as an ORM
+    query would; for the lookups under the write lock."""
+    if isinstance(source, Engine):
+        statement = _compile(source, query)
+        rows = _read(source, statement, params, first_only=False)
+    else:
+        source.flush()
+        connection = source.connection()
+        statement = _compile(connection.engine, query)
+        rows = _in_transaction(connection, statement, params)
     return [tuple(value if convert is None else convert(value) for convert, value in zip(statement.from_driver, row))
-            for row in _read(engine, statement, params, first_only=False)]
+            for row in rows]
 
 
-def read_value(engine: Engine, query: Select, params: dict):
+def read_value(source: "Engine | Session", query: Select, params: dict):
     """The first column of the first row (read_rows), or None when there is no row."""
-    rows = read_rows(engine, query, params)
+    rows = read_rows(source, query, params)
     return rows[0][0] if rows else None
 
 
@@ -189,8 +201,11 @@ def insert_attached(session, model: type, values: dict):
 
 def as_loaded(model: type, row) -> object:
     """A detached instance of the model from a row of all its columns (in inspect(model).columns
-    order), with no changes pending, as the session leaves what it loaded once closed."""
-    instance = model(**dict(zip(_attribute_keys(model), row)))
+    order), with no changes pending, as the session leaves what it loaded once closed. Built
+    as the ORM's own loading builds one, not through the constructor: its attribute events
+    (a history for every column) would only be reset at once, at a fifth of a post's insert."""
+    instance = inspect(model).class_manager.new_instance()
+    instance.__dict__.update(zip(_attribute_keys(model), row))
     make_transient_to_detached(instance)
     return instance
 
@@ -225,13 +240,18 @@ def _compile(engine: Engine, query: Select) -> _Compiled:
     return _compiled[key]
 
 
-def _read(engine: Engine, statement: _Compiled, params: dict, first_only: bool):
+def _bound(statement: _Compiled, params: dict) -> tuple[str, tuple | dict]:
+    """The statement's SQL and its parameters as the driver takes them."""
     values = []
     for name in statement.names:
         value = params[name] if name in params else statement.literals[name]
         convert = statement.to_driver[name]
         values.append(value if convert is None else convert(value))
-    sql, values = statement.sql, tuple(values) if statement.positional else dict(zip(statement.names, values))
+    return statement.sql, tuple(values) if statement.positional else dict(zip(statement.names, values))
+
+
+def _read(engine: Engine, statement: _Compiled, params: dict, first_only: bool):
+    sql, values = _bound(statement, params)
     driver_error = engine.dialect.loaded_dbapi.Error
     try:
         try:
@@ -240,6 +260,17 @@ def _read(engine: Engine, statement: _Compiled, params: dict, first_only: bool):
             drop_reader(engine)
             return fetch(reader(engine), sql, values, first_only)
     except driver_error as error:  # as SQLAlchemy's own errors, for the error handlers (a 503)
+        raise DBAPIError.instance(sql, values, error, driver_error) from error
+
+
+def _in_transaction(connection: Connection, statement: _Compiled, params: dict) -> list:
+    """Every row of the statement on the DBAPI connection of a transaction: nothing to retry,
+    a failure is the transaction's, which its owner rolls back."""
+    sql, values = _bound(statement, params)
+    driver_error = connection.dialect.loaded_dbapi.Error
+    try:
+        return fetch(connection.connection.driver_connection, sql, values, first_only=False)
+    except driver_error as error:
         raise DBAPIError.instance(sql, values, error, driver_error) from error
 
 

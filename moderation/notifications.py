@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from . import tokens
+from . import db_engine, tokens
 from .extensions import db
 from .models import Comment, User, VerifiedEmail, utcnow
 from .rules import Status, with_defaults
@@ -121,10 +121,9 @@ ANY_SETTING_OF_MODE = sa.select(sa.exists().where(NotificationSetting.site_id ==
 
 def moderators_of(site_id: int, mode: str) -> list[tuple[User, NotificationSetting]]:
     params = {"site_id": site_id, "mode": mode}
-    # Asked first as a Core statement, in the caller's transaction with its changes flushed (as
-    # an ORM query would see them): where nobody chose this mode, a post pays for that alone.
-    db.session.flush()
-    if not db.session.connection().scalar(ANY_SETTING_OF_MODE, params):
+    # Asked first, in the caller's transaction (db_engine.read_value): where nobody chose this
+    # mode, a post pays for that alone.
+    if not db_engine.read_value(db.session, ANY_SETTING_OF_MODE, params):
         return []
     return db.session.execute(MODERATORS_BY_MODE, params).all()
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import db_engine
 from .extensions import db
 from .models import Comment, Site, utcnow
 from .notifications import OutboxMessage
@@ -52,17 +53,15 @@ HOOKS_OF_SITE = (sa.select(Webhook.id, Webhook.url, Webhook.events)  # built onc
 
 def enqueue(comment: Comment, event: str) -> None:
     """Queue a call to every webhook of the comment's site that asked for this event."""
-    db.session.flush()  # the caller's changes count, as for an ORM query; its plain rows cost less
-    hooks = db.session.connection().execute(HOOKS_OF_SITE, {"site_id": comment.site_id}).all()
-    for hook in hooks:
+    for hook_id, url, events in db_engine.read_rows(db.session, HOOKS_OF_SITE, {"site_id": comment.site_id}):
         # One call per event and state of the comment: a second report of the same comment is not news.
-        dedupe_key = f"hook:{hook.id}:{event}:{comment.id}:{comment.version}"
-        if event not in hook.events or db.session.scalar(
+        dedupe_key = f"hook:{hook_id}:{event}:{comment.id}:{comment.version}"
+        if event not in events or db.session.scalar(
                 sa.select(sa.exists().where(OutboxMessage.dedupe_key == dedupe_key))):
             continue
         body = json.dumps({**payload(comment, event), "sent_at": utcnow().isoformat() + "Z"}, separators=(",", ":"))
-        db.session.add(OutboxMessage(kind="webhook", site_id=comment.site_id, recipient=hook.url,
-                                     subject=event, payload={"webhook_id": hook.id, "body": body},
+        db.session.add(OutboxMessage(kind="webhook", site_id=comment.site_id, recipient=url,
+                                     subject=event, payload={"webhook_id": hook_id, "body": body},
                                      dedupe_key=dedupe_key))
 
 

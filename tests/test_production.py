@@ -244,29 +244,30 @@ def test_four_gunicorn_workers_posting_at_once_never_lock(tmp_path):
 def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, site, monkeypatch):
     from moderation import db_engine
 
-    statements = []  # the session's, and those of the reads outside it, in the order they ran
+    statements = []  # (driver connection, first words): every statement, in the order they ran
     with app.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute",
-                        lambda conn, cursor, statement, *args: statements.append(statement.split()[:4]))
+        sa.event.listen(db.engine, "before_cursor_execute", lambda conn, cursor, statement, *args: statements.append(
+            (conn.connection.driver_connection, statement.split()[:4])))
     real_fetch = db_engine.fetch
 
-    def fetch(connection, sql, values, first_only):
-        statements.append(["(outside the session)", *sql.split()[:4]])
+    def fetch(connection, sql, values, first_only):  # the statements run on the driver's cursor
+        statements.append((connection, sql.split()[:4]))
         return real_fetch(connection, sql, values, first_only)
 
     monkeypatch.setattr(db_engine, "fetch", fetch)
     assert client.post("/api/v1/comments", json=comment_fields(site), headers={"Origin": ORIGIN}).status_code == 201
-    [locked] = [n for n, words in enumerate(statements) if words[0] == "BEGIN"]
-    assert statements[locked] == ["BEGIN", "IMMEDIATE"]  # the one transaction: the checks began none
-    checks = statements[:locked]
-    assert all(words[0] == "(outside the session)" for words in checks)
-    assert any("bans.id," in words for words in checks)
-    assert any("author_trust.trusted" in words for words in checks)
-    writes = statements[locked:]
-    assert not any("bans.id," in words or "author_trust.trusted" in words for words in writes)
-    assert ["INSERT", "INTO", "comments", "(site_id,"] in writes
+    [locked] = [n for n, (_, words) in enumerate(statements) if words[0] == "BEGIN"]
+    assert statements[locked][1] == ["BEGIN", "IMMEDIATE"]  # the one transaction: the checks began none
+    writer = statements[locked][0]
+    checks, writes = statements[:locked], statements[locked:]
+    assert all(connection is not writer for connection, _ in checks)
+    assert all(connection is writer for connection, _ in writes)
+    assert any("bans.id," in words for _, words in checks)
+    assert any("author_trust.trusted" in words for _, words in checks)
+    assert not any("bans.id," in words or "author_trust.trusted" in words for _, words in writes)
+    assert ["INSERT", "INTO", "comments", "(site_id,"] in [words for _, words in writes]
     # What a simultaneous post can change is looked up once, under the lock: the repeated-text count.
-    repeated = [n for n, words in enumerate(statements) if words[:2] == ["SELECT", "count(DISTINCT"]]
+    repeated = [n for n, (_, words) in enumerate(statements) if words[:2] == ["SELECT", "count(DISTINCT"]]
     assert len(repeated) == 1 and repeated[0] > locked
 
 
