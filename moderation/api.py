@@ -4,12 +4,11 @@ import json
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, jsonify, request
-from werkzeug.datastructures import MultiDict
 
 from . import cache, comments, db_engine
 from .comments import Refused, Submission
 from .extensions import csrf, db, limiter
-from .forms import ApiCommentForm
+from .forms import ApiCommentForm, check_fields
 from .models import Site
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -114,14 +113,14 @@ def create():
         errors["notify"] = ["Must be true or false."]
     if errors:
         return allow_origin(jsonify(errors=errors), site), 400
-    form = ApiCommentForm(formdata=MultiDict({key: str(data[key]) for key in FIELDS if data.get(key) is not None}))
-    if not form.validate():
-        return allow_origin(jsonify(errors=form.errors), site), 400
+    fields, errors = check_fields(ApiCommentForm, {key: data[key] for key in FIELDS if data.get(key) is not None})
+    if errors:
+        return allow_origin(jsonify(errors=errors), site), 400
     submission = Submission(
-        url=form.url.data, title=form.title.data or "", name=form.name.data, email=form.email.data,
-        body=form.body.data, website=form.website.data or "", parent_id=form.parent_id.data,
+        url=fields["url"], title=fields["title"] or "", name=fields["name"], email=fields["email"],
+        body=fields["body"], website=fields["website"] or "", parent_id=parent_id,
         ip=request.remote_addr, user_agent=request.user_agent.string,
-        author_token=form.author_token.data or None, notify=data.get("notify") is True)
+        author_token=fields["author_token"] or None, notify=data.get("notify") is True)
     try:
         comment, author_token = comments.submit(site, submission)
         answer = jsonify(id=comment.id, status=comment.status.value, author_token=author_token)  # not read again

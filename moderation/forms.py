@@ -1,4 +1,5 @@
 """Flask-WTF forms: the reader's reply form, the moderator's login and decision forms."""
+import functools
 import unicodedata
 from urllib.parse import urlsplit
 
@@ -6,7 +7,9 @@ from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, EmailField, HiddenField, IntegerField, PasswordField, RadioField,
                      SelectField, StringField, TextAreaField, URLField)
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.fields.core import UnboundField
+from wtforms.validators import (DataRequired, InputRequired, Length, NumberRange, Optional, StopValidation,
+                                ValidationError)
 
 KEEP_CONTROLS = {"\n", "\t"}
 
@@ -89,6 +92,55 @@ class ApiCommentForm(CommentForm):
                                   Length(max=2000, message="The article's address is too long.")])
     title = StringField(filters=[clean_line], validators=[Optional(), Length(max=300)])
     author_token = StringField(validators=[Optional(), Length(max=1000)])
+
+
+class _FieldValue:
+    """What WTForms' filters and validators use of a bound field, for check_fields."""
+
+    def __init__(self, raw: str | None):
+        self.raw_data = [] if raw is None else [raw]
+        self.data = raw
+        self.errors: list[str] = []
+
+    def gettext(self, text: str) -> str:
+        return text
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return singular if n == 1 else plural
+
+
+def check_fields(form_class: type, values: dict[str, str]) -> tuple[dict, dict[str, list[str]]]:
+    """A form's own text fields, filters and validators applied to values (a JSON object's),
+    as form.validate() applies them to the fields of a post: (the filtered data, the errors
+    by field). For the API, which would otherwise build a form, a fifth of a post's cost,
+    to read a dict it already has; the form stays the one definition of every field."""
+    data, errors = {}, {}
+    for name, field in _text_fields(form_class):
+        value = _FieldValue(values.get(name))
+        for apply in field.kwargs.get("filters", ()):
+            value.data = apply(value.data)
+        for validator in field.kwargs.get("validators", ()):
+            try:
+                validator(None, value)
+            except StopValidation as stop:
+                if stop.args and stop.args[0]:
+                    value.errors.append(stop.args[0])
+                break
+            except ValidationError as error:
+                value.errors.append(error.args[0])
+        data[name] = value.data
+        if value.errors:
+            errors[name] = value.errors
+    return data, errors
+
+
+@functools.cache
+def _text_fields(form_class: type) -> list[tuple[str, UnboundField]]:
+    """The form's string fields, in the form's order (as FormMeta orders them)."""
+    fields = [(name, field) for name in dir(form_class) if not name.startswith("_")
+              and isinstance(field := getattr(form_class, name), UnboundField)
+              and issubclass(field.field_class, StringField)]
+    return sorted(fields, key=lambda item: (item[1].creation_counter, item[0]))
 
 
 class LoginForm(FlaskForm):

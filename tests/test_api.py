@@ -170,6 +170,35 @@ def test_create_invalid_field(app, client, site, changes, field):
     assert comment_count(app) == 0
 
 
+@pytest.mark.parametrize("changes", [
+    {},
+    {"email": "Ada@EXAMPLE.org", "website": "https://ada.example.org/me", "title": "  A  title \u200b "},
+    {"name": " \u202eAda\x00 Lovelace\t", "body": "Line one\r\nline two\x07\ud800 end"},
+    {"name": "", "email": "", "body": "   ", "url": ""},
+    {"name": None, "email": None, "body": None, "url": None},
+    {"email": "x" * 250 + "@example.org"},  # too long and, past 64 characters before the @, not valid
+    {"email": "not-an-email", "website": "ftp://x", "title": "t" * 301, "author_token": "a" * 1001},
+    {"website": "   ", "title": "", "author_token": ""},
+    {"url": " ", "body": "b" * 10_001, "name": "n" * 101},
+])
+def test_the_api_checks_its_fields_as_the_form_does(app, site, changes):
+    """check_fields, the API's validation, gives the form's data and errors for the same values."""
+    from werkzeug.datastructures import MultiDict
+
+    from moderation.forms import ApiCommentForm, check_fields
+
+    values = {key: value for key, value in dict(comment_fields(site), **changes).items()
+              if value is not None and key != "site"}
+    with app.test_request_context():
+        form = ApiCommentForm(formdata=MultiDict(values))
+        form.validate()
+        data, errors = check_fields(ApiCommentForm, values)
+        assert set(data) == {"body", "name", "email", "website", "url", "title", "author_token"}
+        assert data == {name: form[name].data for name in data}
+    assert errors == form.errors
+    assert list(errors) == list(form.errors)
+
+
 @pytest.mark.parametrize("kwargs", [
     {"data": "{not json", "content_type": "application/json"},
     {"data": b'{"name": "\xff"}', "content_type": "application/json"},
