@@ -338,6 +338,18 @@ def test_an_insert_attached_is_as_a_flushed_object(app, site):
         assert (stored.author_name, stored.reasons, stored.status) == ("Ann B.", ["pre-moderation"], Status.PENDING)
 
 
+def test_a_failed_insert_attached_is_the_database_error_the_session_would_raise(app, site):
+    from moderation import db_engine
+
+    with app.app_context():
+        with pytest.raises(sa.exc.IntegrityError):  # no such article: the foreign key refuses it
+            db_engine.insert_attached(db.session, Comment, dict(
+                site_id=site.id, article_id=999_999, author_name="Ann", author_email="ann@example.org",
+                body="Nowhere.", body_html="<p>Nowhere.</p>"))
+        db.session.rollback()
+        assert count(Comment) == 0
+
+
 def post_during_the_checks_of_another(app, monkeypatch, first: dict, second: dict) -> tuple[int, int]:
     """Post `first`; when its checks are done and before it writes, post `second` in full."""
     from moderation import db_engine
