@@ -95,6 +95,7 @@ def test_sqlite_writes_begin_immediate_and_reads_deferred(app):
         assert pragmas("PRAGMA foreign_keys").scalar() == 1
         assert pragmas("PRAGMA busy_timeout").scalar() == 10000
         assert pragmas("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert pragmas("PRAGMA temp_store").scalar() == 2  # MEMORY
 
 
 def turn_is_free(app) -> bool:
