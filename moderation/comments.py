@@ -260,7 +260,8 @@ def flattened_parent(parent_id: int | None, max_depth: int) -> int | None:
     return parent_id if depth <= max_depth else ancestors[depth - max_depth]
 
 
-ACTIVE_BANS = sa.select(Ban).where(Ban.site_id == sa.bindparam("site_id"), Ban.until > sa.bindparam("now"))
+ACTIVE_BANS = (sa.select(Ban.kind, Ban.value, Ban.until)
+               .where(Ban.site_id == sa.bindparam("site_id"), Ban.until > sa.bindparam("now")))
 
 
 def banned_until(site: Site, email: str, ip: str | None) -> str | None:
@@ -269,9 +270,9 @@ def banned_until(site: Site, email: str, ip: str | None) -> str | None:
         address = ipaddress.ip_address(ip) if ip else None
     except ValueError:  # an imported comment's odd IP field
         address = None
-    ends = [ban.until for ban in db_engine.read_detached(db.engine, ACTIVE_BANS, {"site_id": site.id, "now": utcnow()})
-            if (ban.kind == "email" and ban.value == email.lower())
-            or (ban.kind == "ip" and address is not None and address in ipaddress.ip_network(ban.value))]
+    ends = [until for kind, value, until in db_engine.read_rows(db.engine, ACTIVE_BANS, {"site_id": site.id, "now": utcnow()})
+            if (kind == "email" and value == email.lower())
+            or (kind == "ip" and address is not None and address in ipaddress.ip_network(value))]
     return f"{max(ends):%Y-%m-%d %H:%M} UTC" if ends else None
 
 

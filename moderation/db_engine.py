@@ -130,7 +130,8 @@ def start_writing() -> None:
     meanwhile: the caller looks up again, inside the write transaction, whatever must not.
     Elsewhere: nothing to do."""
     if has_request_context() and g.get("read_first"):
-        db.session.close()
+        if db.session.registry.has():  # the checks may have read outside the session alone
+            db.session.close()
         g.write_next = True
 
 

@@ -263,9 +263,9 @@ def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, si
     checks, writes = statements[:locked], statements[locked:]
     assert all(connection is not writer for connection, _ in checks)
     assert all(connection is writer for connection, _ in writes)
-    assert any("bans.id," in words for _, words in checks)
+    assert any("bans.kind," in words for _, words in checks)
     assert any("author_trust.trusted" in words for _, words in checks)
-    assert not any("bans.id," in words or "author_trust.trusted" in words for _, words in writes)
+    assert not any("bans.kind," in words or "author_trust.trusted" in words for _, words in writes)
     assert ["INSERT", "INTO", "comments", "(site_id,"] in [words for _, words in writes]
     # What a simultaneous post can change is looked up once, under the lock: the repeated-text count.
     repeated = [n for n, (_, words) in enumerate(statements) if words[:2] == ["SELECT", "count(DISTINCT"]]
