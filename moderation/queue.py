@@ -1,6 +1,7 @@
 """The moderator's queue queries: tabs, filters, search, an author's history, who is reviewing
 what, and the audit log. Each returns a Select (or plain data) scoped by comments.visible_to."""
 import functools
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -159,18 +160,72 @@ def other_comments_by_same_author() -> sa.Subquery:
                     alike(Comment.author_key, card.author_key)).subquery("same_author")
 
 
+# What makes two comments on a site "by the same author": any of these alike (and not NULL).
+AUTHOR_COLUMNS = (Comment.author_email, Comment.ip, Comment.author_key)
+
+
 def history_counts(comments: list[Comment]) -> dict[int, dict[str, int]]:
-    """comment id -> how many other comments its author has on its site by status, for a whole
-    page in one grouped query whatever its size."""
+    """comment id -> how many other comments its author has on its site by status: those alike
+    in email, IP or token, for a whole page in two queries whatever its size.
+
+    Of each comment's three sets of alike comments, the largest is only counted (a range of its
+    column's index, once per distinct value on the page); the rows of the other two are read,
+    and those outside the largest added. So a flood of 30,000 comments from one IP address is
+    counted once for the page, not joined row by row for every card that shows one of them."""
     result: dict[int, dict[str, int]] = {comment.id: {} for comment in comments}
-    if not result:
+    if not comments:
         return result
-    matches = other_comments_by_same_author()
-    rows = db.session.execute(sa.select(matches.c.card_id, matches.c.status, sa.func.count())
-                              .group_by(matches.c.card_id, matches.c.status), {"card_ids": list(result)})
-    for card_id, status, count in rows:
-        result[card_id][status.value] = count
+    sizes: dict[tuple, Counter] = {}  # (column, site, value) -> comments with that value, by status
+    for column, site_id, value, status, count in db.session.execute(sa.union_all(*(
+            sa.select(sa.literal(i), Comment.site_id, AUTHOR_COLUMNS[i], Comment.status, sa.func.count())
+            .where(Comment.site_id == site_id, AUTHOR_COLUMNS[i].in_(values))
+            .group_by(Comment.site_id, AUTHOR_COLUMNS[i], Comment.status)
+            for (i, site_id), values in values_on_page(comments).items()))):
+        sizes.setdefault((column, site_id, value), Counter())[status] = count
+
+    def size(comment: Comment, column: int) -> int:
+        return sizes.get((column, comment.site_id, author_values(comment)[column]), Counter()).total()
+
+    largest = {comment.id: max(alike_columns(comment), key=lambda column: size(comment, column))
+               for comment in comments}
+    rows: dict[tuple, list] = {}  # (column, site, value) -> (id, status, values) of the comments alike in it
+    smaller = values_on_page(comments, skip=largest)
+    if smaller:
+        for column, comment_id, site_id, status, *values in db.session.execute(sa.union_all(*(
+                sa.select(sa.literal(i), Comment.id, Comment.site_id, Comment.status, *AUTHOR_COLUMNS)
+                .where(Comment.site_id == site_id, AUTHOR_COLUMNS[i].in_(values))
+                for (i, site_id), values in smaller.items()))):
+            rows.setdefault((column, site_id, values[column]), []).append((comment_id, status, values))
+    for comment in comments:
+        mine, big = author_values(comment), largest[comment.id]
+        tally = Counter(sizes.get((big, comment.site_id, mine[big]), {}))
+        added = set()
+        for column in alike_columns(comment):
+            for other_id, status, values in rows.get((column, comment.site_id, mine[column]), ()):
+                if values[big] != mine[big] and other_id not in added:
+                    added.add(other_id)
+                    tally[status] += 1
+        tally[comment.status] -= 1  # the comment itself, one of its own largest set
+        result[comment.id] = {status.value: count for status, count in tally.items() if count}
     return result
+
+
+def author_values(comment: Comment) -> tuple:
+    return comment.author_email, comment.ip, comment.author_key
+
+
+def alike_columns(comment: Comment) -> list[int]:
+    return [column for column, value in enumerate(author_values(comment)) if value is not None]
+
+
+def values_on_page(comments: list[Comment], skip: dict[int, int] | None = None) -> dict[tuple, set]:
+    """(column, site) -> the comments' distinct values of that column (but a comment's skip[id] column)."""
+    found: dict[tuple, set] = {}
+    for comment in comments:
+        for column in alike_columns(comment):
+            if skip is None or skip[comment.id] != column:
+                found.setdefault((column, comment.site_id), set()).add(author_values(comment)[column])
+    return found
 
 
 def history(comment: Comment) -> History:

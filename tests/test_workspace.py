@@ -215,6 +215,46 @@ def test_card_counts_the_authors_comments_by_ip_and_by_token_as_the_comment_page
     assert latest == [by_token, by_ip]  # newest first, and not the stranger
 
 
+def test_the_authors_records_of_a_page_are_the_union_of_email_ip_and_token_matches(app, make_site):
+    """history_counts, counted by inclusion and exclusion, against the definition itself: for
+    each comment, the other comments of its site alike in email, IP or token, by status."""
+    import random
+
+    from moderation import queue
+    from moderation.models import Article
+
+    chance = random.Random(7)
+    sites = [make_site(name="Riverside Gazette"), make_site(name="Other Paper", origins=(OTHER_ORIGIN,))]
+    with app.app_context():
+        articles = [Article(site_id=site.id, url=f"{ORIGIN}/{site.id}.html", title="") for site in sites]
+        db.session.add_all(articles)
+        db.session.flush()
+        for n in range(160):  # small pools, so that every overlap of email, IP and token occurs
+            article = chance.choice(articles)
+            db.session.add(Comment(
+                site_id=article.site_id, article_id=article.id, author_name="A", body=f"Comment {n}.",
+                body_html=f"<p>Comment {n}.</p>", author_email=chance.choice(["a@x.org", "b@x.org", "c@x.org"]),
+                ip=chance.choice(["192.0.2.1", "192.0.2.2", "2001:db8::1", None]),
+                author_key=chance.choice(["k1", "k2", None]), status=chance.choice(list(Status))))
+        db.session.commit()
+        everyone = list(db.session.scalars(sa.select(Comment)))
+        page = chance.sample(everyone, 40)
+
+        def alike(one: Comment, other: Comment) -> bool:
+            return other.id != one.id and other.site_id == one.site_id and any(
+                mine is not None and mine == theirs for mine, theirs in (
+                    (one.author_email, other.author_email), (one.ip, other.ip), (one.author_key, other.author_key)))
+
+        expected = {}
+        for one in page:
+            tally = expected[one.id] = {}
+            for other in everyone:
+                if alike(one, other):
+                    tally[other.status.value] = tally.get(other.status.value, 0) + 1
+        assert queue.history_counts(page) == expected
+        assert any(len(tally) > 2 for tally in expected.values())  # the data is not trivially sparse
+
+
 def test_a_first_time_author_has_no_record(app, client, site, moderator):
     current = add_comment(app, client, site, body="Hello for the first time.")
     card = card_of(page_of(client.get("/moderate/")), current)
