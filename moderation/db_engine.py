@@ -237,8 +237,8 @@ def _insert_of(model: type) -> Insert:
 def as_loaded(model: type, row) -> object:
     """A detached instance of the model from a row of all its columns (in inspect(model).columns
     order), with no changes pending, as the session leaves what it loaded once closed. Built
-    as the ORM's own loading builds one, not through the constructor: its attribute events
-    (a history for every column) would only be reset at once, at a fifth of a post's insert."""
+    as the ORM's own loading builds one, not through the constructor, whose attribute events
+    record a change of every column only for make_transient_to_detached to forget it."""
     instance = inspect(model).class_manager.new_instance()
     instance.__dict__.update(zip(_attribute_keys(model), row))
     make_transient_to_detached(instance)

@@ -140,6 +140,9 @@ def _text_fields(form_class: type) -> list[tuple[str, UnboundField]]:
     fields = [(name, field) for name in dir(form_class) if not name.startswith("_")
               and isinstance(field := getattr(form_class, name), UnboundField)
               and issubclass(field.field_class, StringField)]
+    for name, field in fields:  # what check_fields would not see
+        if len(field.args) > 1 or hasattr(form_class, f"validate_{name}"):
+            raise TypeError(f"{form_class.__name__}.{name}: check_fields reads validators and filters given by keyword only")
     return sorted(fields, key=lambda item: (item[1].creation_counter, item[0]))
 
 
