@@ -178,7 +178,7 @@ def history_counts(comments: list[Comment]) -> dict[int, dict[str, int]]:
     sizes: dict[tuple, Counter] = {}  # (column, site, value) -> comments with that value, by status
     for column, site_id, value, status, count in db.session.execute(sa.union_all(*(
             sa.select(sa.literal(i), Comment.site_id, AUTHOR_COLUMNS[i], Comment.status, sa.func.count())
-            .where(Comment.site_id == site_id, AUTHOR_COLUMNS[i].in_(values))
+            .where(alike_in(i, site_id, values))
             .group_by(Comment.site_id, AUTHOR_COLUMNS[i], Comment.status)
             for (i, site_id), values in values_on_page(comments).items()))):
         sizes.setdefault((column, site_id, value), Counter())[status] = count
@@ -193,7 +193,7 @@ def history_counts(comments: list[Comment]) -> dict[int, dict[str, int]]:
     if smaller:
         for column, comment_id, site_id, status, *values in db.session.execute(sa.union_all(*(
                 sa.select(sa.literal(i), Comment.id, Comment.site_id, Comment.status, *AUTHOR_COLUMNS)
-                .where(Comment.site_id == site_id, AUTHOR_COLUMNS[i].in_(values))
+                .where(alike_in(i, site_id, values))
                 for (i, site_id), values in smaller.items()))):
             rows.setdefault((column, site_id, values[column]), []).append((comment_id, status, values))
     for comment in comments:
@@ -210,8 +210,14 @@ def history_counts(comments: list[Comment]) -> dict[int, dict[str, int]]:
     return result
 
 
+def alike_in(column: int, site_id: int, values: set) -> sa.ColumnElement[bool]:
+    """The comments of the site whose AUTHOR_COLUMNS[column] is one of values."""
+    return sa.and_(Comment.site_id == site_id, AUTHOR_COLUMNS[column].in_(values))
+
+
 def author_values(comment: Comment) -> tuple:
-    return comment.author_email, comment.ip, comment.author_key
+    """The comment's values of AUTHOR_COLUMNS, in their order."""
+    return tuple(getattr(comment, column.key) for column in AUTHOR_COLUMNS)
 
 
 def alike_columns(comment: Comment) -> list[int]:

@@ -199,6 +199,26 @@ def test_the_api_checks_its_fields_as_the_form_does(app, site, changes):
     assert list(errors) == list(form.errors)
 
 
+def test_check_fields_refuses_a_form_whose_validators_it_would_not_see():
+    from wtforms import Form, StringField
+    from wtforms.validators import DataRequired, ValidationError
+
+    from moderation.forms import check_fields
+
+    class Positional(Form):
+        name = StringField("Name", [DataRequired()])
+
+    class Inline(Form):
+        name = StringField("Name", validators=[DataRequired()])
+
+        def validate_name(self, field):
+            raise ValidationError("never seen by check_fields")
+
+    for form_class in (Positional, Inline):
+        with pytest.raises(TypeError, match="by keyword only"):
+            check_fields(form_class, {"name": "Ada"})
+
+
 @pytest.mark.parametrize("kwargs", [
     {"data": "{not json", "content_type": "application/json"},
     {"data": b'{"name": "\xff"}', "content_type": "application/json"},
