@@ -1,6 +1,6 @@
-"""Engine-specific code lives here and only here. SQLite: WAL, a busy timeout, foreign keys,
-synchronous=NORMAL, BEGIN IMMEDIATE for write transactions, and a queue for the web's writers.
-PostgreSQL needs nothing beyond its pool settings (SQLALCHEMY_ENGINE_OPTIONS)."""
+"""Engine-specific code lives here, and full-text search's in search.py. SQLite: WAL, a busy
+timeout, foreign keys, synchronous=NORMAL, BEGIN IMMEDIATE for write transactions, and a queue
+for the web's writers. PostgreSQL needs nothing beyond its pool settings (SQLALCHEMY_ENGINE_OPTIONS)."""
 import fcntl
 import functools
 import os

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from lxml import etree
 
-from . import rules, sanitize
+from . import rules, sanitize, search
 from .comments import bump_thread, is_clean_url
 from .extensions import db
 from .forms import clean_line, clean_text
@@ -278,7 +278,7 @@ class Importer:
         # outlive an import that is killed (it keeps its own copy of the pipe it waits on).
         spawn = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else None
-        self.search_trigger = pause_sqlite_search_trigger()
+        self.search_trigger = search.pause_indexing()
         self.last_id_before = db.session.scalar(sa.select(sa.func.max(Comment.id))) or 0
 
     def add(self, item: Incoming | None) -> None:
@@ -366,7 +366,7 @@ class Importer:
         for article_id in self.touched:
             bump_thread(article_id)
         if self.search_trigger:
-            index_for_search_in_bulk(self.last_id_before, self.search_trigger)
+            search.index_in_bulk(self.last_id_before, self.search_trigger)
         db.session.add(AuditEvent(site_id=self.site.id, actor=actor, action="import",
                                   detail={"source": source, "added": self.report.added,
                                           "already_there": self.report.already_there}))
@@ -376,29 +376,6 @@ class Importer:
     def abandon(self) -> None:
         if self.pool:
             self.pool.shutdown(cancel_futures=True)
-
-
-def pause_sqlite_search_trigger() -> str | None:
-    """On SQLite, drop the trigger that adds each new comment to the FTS5 index, and return its SQL.
-    Indexing row by row costs about twenty times what one INSERT ... SELECT at the end does. The
-    drop is part of the import's transaction: a failed import rolls it back with everything else,
-    and no other connection can write meanwhile (the import holds SQLite's write lock)."""
-    if db.engine.dialect.name != "sqlite":
-        return None
-    trigger = db.session.scalar(sa.text(
-        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'comments_fts_insert'"))
-    if trigger:
-        db.session.execute(sa.text("DROP TRIGGER comments_fts_insert"))
-    return trigger
-
-
-def index_for_search_in_bulk(after_id: int, trigger: str) -> None:
-    """Index the comments stored since after_id, as the trigger would have, and put the trigger back."""
-    db.session.execute(sa.text(
-        "INSERT INTO comments_fts (rowid, body, author_name, author_email, author_website, ip, article_url) "
-        "SELECT c.id, c.body, c.author_name, c.author_email, c.author_website, coalesce(c.ip, ''), a.url "
-        "FROM comments c JOIN articles a ON a.id = c.article_id WHERE c.id > :after"), {"after": after_id})
-    db.session.execute(sa.text(trigger))
 
 
 def import_file(site: Site, kind: str, stream, actor: str, source: str, workers: int = 1) -> ImportReport:

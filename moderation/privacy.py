@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from . import sanitize
+from . import sanitize, search
 from .comments import bump_thread
 from .extensions import db
 from .models import (Article, AuditEvent, AuthorTrust, Ban, Comment, LoginThrottle, Report, Site, VerifiedEmail,
@@ -267,7 +267,7 @@ def erase_email(email: str, mode: str, actor: str) -> Erasure:
     for article_id in {c.article_id for c in found.comments}:
         bump_thread(article_id)  # cached copies of these threads show the old names
     db.session.flush()
-    forget_search_words()
+    search.forget_changed_words()
     audit(result.sites, "personal-data-erase", actor,
           {"mode": mode, "comments": ids, "anonymised": result.anonymised, "deleted": result.deleted,
            "kept_as_deleted": result.kept_as_deleted, "bans": result.bans, "trust_marks": result.marks,
@@ -275,13 +275,6 @@ def erase_email(email: str, mode: str, actor: str) -> Erasure:
            "email_confirmations": result.verified})
     db.session.flush()
     return result
-
-
-def forget_search_words() -> None:
-    """SQLite's full-text index keeps the words of changed rows until its segments merge: merge now.
-    (PostgreSQL's index is a column of comment_search, rewritten by the same statement.)"""
-    if db.engine.dialect.name == "sqlite":
-        db.session.execute(sa.text("INSERT INTO comments_fts (comments_fts) VALUES ('optimize')"))
 
 
 def scrub(value, found: Footprint):
