@@ -173,7 +173,6 @@ def seed_ours(url: str) -> dict:
             ids[n] = comment.id
         pending_html = sanitize.render(body(0))
         now = datetime.now(timezone.utc).replace(tzinfo=None)  # 100,000 over the last 30 days
-        first_pending = None
         for start in range(0, PENDING, 10_000):
             db.session.execute(sa.insert(Comment), [
                 {**pending_row, "article_id": articles[n % 1000].id, "author_name": f"Writer {n}",
@@ -181,11 +180,8 @@ def seed_ours(url: str) -> dict:
                  "body_html": pending_html, "status": Status.PENDING, "reasons": ["pre-moderation"],
                  "ip": f"198.51.{n // 256 % 256}.{n % 256}", "created_at": now - timedelta(seconds=26 * (PENDING - n))}
                 for n in range(start, min(start + 10_000, PENDING))])
-            if first_pending is None:
-                first_pending = db.session.scalar(sa.select(sa.func.min(Comment.id))
-                                                  .where(Comment.status == Status.PENDING))
         db.session.commit()
-        return {"site": site.key, "first_pending": first_pending, "app": app}
+        return {"site": site.key, "app": app}
 
 
 ISSO_SEED = """
@@ -269,6 +265,7 @@ def wrk(url: str, seconds: int, script: str | None = None, headers: dict | None 
     latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", output).group(1)),
             "p50": ms(latency["50"]), "p99": ms(latency["99"]),
             "errors": int(errors.group(1)) if errors else 0,
             "socket_errors": bool(re.search(r"Socket errors", output))}
@@ -293,26 +290,43 @@ def settle(limit: float = 60) -> None:
         before = now
 
 
+TICK_US = 1_000_000 / os.sysconf("SC_CLK_TCK")
+
+
+def script_of(target: dict) -> str | None:
+    """A target's wrk script: a path, or a function that writes one for each run."""
+    script = target.get("script")
+    return script() if callable(script) else script
+
+
 def compare(title: str, targets: dict[str, dict], seconds: int, rounds: int) -> dict[str, dict]:
     """Runs every target once per round, in turn, after a short warm-up; medians per target.
-    Every run starts once the servers are idle (settle)."""
+    Every run starts once the servers are idle (settle). Besides wrk's figures, the CPU time
+    the target's workers spent per request (from /proc): on a shared machine, steadier than
+    requests/s, and the reason behind a ratio."""
     print(f"\n## {title}", flush=True)
-    for target in targets.values():
+    warm_ups = {}
+    for name, target in targets.items():
         settle()
-        wrk(target["url"], 2, target.get("script"), target.get("headers"))
+        warm_ups[name] = wrk(target["url"], 2, script_of(target), target.get("headers"))
     runs: dict[str, list[dict]] = {name: [] for name in targets}
     for _ in range(rounds):
         for name, target in targets.items():
             settle()
-            runs[name].append(wrk(target["url"], seconds, target.get("script"), target.get("headers")))
+            ticks = target["server"].cpu_ticks()
+            run = wrk(target["url"], seconds, script_of(target), target.get("headers"))
+            # Read at once: what the workers do next is for requests wrk no longer counts.
+            run["cpu_us"] = (target["server"].cpu_ticks() - ticks) * TICK_US / max(run["rps"] * seconds, 1)
+            runs[name].append(run)
     summary = {}
     for name, results in runs.items():
-        summary[name] = {key: statistics.median(run[key] for run in results) for key in ("rps", "p50", "p99")}
+        summary[name] = {key: statistics.median(run[key] for run in results) for key in ("rps", "p50", "p99", "cpu_us")}
         summary[name]["errors"] = sum(run["errors"] for run in results)
+        summary[name]["requests"] = warm_ups[name]["requests"] + sum(run["requests"] for run in results)
         summary[name]["rounds"] = [round(run["rps"]) for run in results]
         print(f"  {name:<34} {summary[name]['rps']:>8.0f} req/s   p50 {summary[name]['p50']:>7.2f} ms   "
-              f"p99 {summary[name]['p99']:>7.2f} ms   non-2xx/3xx {summary[name]['errors']}   "
-              f"rounds {summary[name]['rounds']}", flush=True)
+              f"p99 {summary[name]['p99']:>7.2f} ms   worker CPU {summary[name]['cpu_us']:>7.0f} us/req   "
+              f"non-2xx/3xx {summary[name]['errors']}   rounds {summary[name]['rounds']}", flush=True)
     return summary
 
 
@@ -347,16 +361,59 @@ def uncached_render(app, site_key: str) -> dict:
 
 # --- The run -----------------------------------------------------------------------------------
 
-def login(base: str) -> tuple[str, str]:
-    """A moderator's session cookie and a CSRF token for it."""
+def login(base: str) -> tuple[dict, str]:
+    """A moderator's headers (session cookie, User-Agent) and a CSRF token for the session. wrk
+    must send the same User-Agent as the login did: the session is bound to it (Flask-Login's
+    strong session protection), and a request from another agent is sent to the login page."""
     browser = requests.Session()
+    browser.headers["User-Agent"] = "bench/compare.py"
     page = browser.get(base + "/moderate/login").text
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
     answer = browser.post(base + "/moderate/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": token})
     queue = answer.text
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', queue).group(1)
     cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
-    return cookie, token
+    return {"Cookie": cookie, "User-Agent": browser.headers["User-Agent"]}, token
+
+
+def approval_script(app, token: str):
+    """Writes, for each run, a wrk script approving the comments after the last one approved:
+    every run's approvals are of comments still pending, not again of those a run before it
+    approved (a conflict: "someone else decided first")."""
+    def write() -> str:
+        import sqlalchemy as sa
+
+        from moderation.extensions import db
+        from moderation.models import Comment
+        from moderation.rules import Status
+
+        with app.app_context():
+            last = db.session.scalar(sa.select(sa.func.max(Comment.id)).where(Comment.status == Status.APPROVED))
+        path = os.path.join(WORK, "approve.lua")
+        with open(path, "w") as out:
+            out.write(APPROVE_LUA % {"first": last + 1, "token": token})
+        return path
+    return write
+
+
+def approved_count(app) -> int:
+    import sqlalchemy as sa
+
+    from moderation.extensions import db
+    from moderation.models import Comment
+    from moderation.rules import Status
+
+    with app.app_context():
+        return db.session.scalar(sa.select(sa.func.count()).where(Comment.status == Status.APPROVED))
+
+
+def check_approvals(answered: int, approved: int, runs: int) -> None:
+    """Every approval wrk counted approved a comment (its answer, a redirect, says nothing): at
+    least as many comments were approved, and at most the 16 a run leaves in flight more."""
+    print(f"  approvals answered {answered:,}, comments approved {approved:,}", flush=True)
+    if not answered <= approved <= answered + 16 * runs:
+        sys.exit(f"The approval benchmark did not approve what it sent: {answered:,} answered, "
+                 f"{approved:,} approved. Its figures measure something else; see {WORK}/ours.log")
 
 
 def machine() -> str:
@@ -405,11 +462,11 @@ def main() -> None:
 
         results = {}
         results["read"] = compare("Public thread read, 200 approved comments", {
-            "ours: GET /api/v1/threads (cached)": {"url": thread_url},
-            "ceiling: same-sized body": {"url": f"{ceiling.base}/{sizes['json']}"},
-            "ours: GET /embed/KEY (widget page)": {"url": widget_url},
-            "ceiling: widget-sized body": {"url": f"{ceiling.base}/{sizes['widget']}"},
-            "isso 0.14: GET /?uri=": {"url": isso.base + "/?uri=" + PATH},
+            "ours: GET /api/v1/threads (cached)": {"url": thread_url, "server": ours},
+            "ceiling: same-sized body": {"url": f"{ceiling.base}/{sizes['json']}", "server": ceiling},
+            "ours: GET /embed/KEY (widget page)": {"url": widget_url, "server": ours},
+            "ceiling: widget-sized body": {"url": f"{ceiling.base}/{sizes['widget']}", "server": ceiling},
+            "isso 0.14: GET /?uri=": {"url": isso.base + "/?uri=" + PATH, "server": isso},
         }, args.duration, args.rounds)
 
         ours_post = lua("ours_post", json.dumps({
@@ -424,27 +481,28 @@ def main() -> None:
             "email": "probe@example.org", "body": "Probe comment before the run."})
         assert created.status_code == 201, created.text
         results["create"] = compare("Comment creation", {
-            "ours: POST /api/v1/comments": {"url": ours.base, "script": ours_post},
-            "ceiling: same-sized answer": {"url": f"{ceiling.base}/{len(created.content)}"},
-            "isso 0.14: POST /new": {"url": isso.base, "script": isso_post},
+            "ours: POST /api/v1/comments": {"url": ours.base, "script": ours_post, "server": ours},
+            "ceiling: same-sized answer": {"url": f"{ceiling.base}/{len(created.content)}", "server": ceiling},
+            "isso 0.14: POST /new": {"url": isso.base, "script": isso_post, "server": isso},
         }, args.duration, args.rounds)
 
-        cookie, token = login(ours.base)
-        queue = requests.get(ours.base + "/moderate/", headers={"Cookie": cookie})
+        moderator, token = login(ours.base)
+        queue = requests.get(ours.base + "/moderate/", headers=moderator, allow_redirects=False)
         assert queue.status_code == 200 and "Log in" not in queue.text, queue.status_code
         results["queue"] = compare(f"Moderation queue page ({PENDING:,} pending)", {
-            "ours: GET /moderate/": {"url": ours.base + "/moderate/", "headers": {"Cookie": cookie}},
-            "ceiling: same-sized body": {"url": f"{ceiling.base}/{len(queue.content)}"},
+            "ours: GET /moderate/": {"url": ours.base + "/moderate/", "headers": moderator, "server": ours},
+            "ceiling: same-sized body": {"url": f"{ceiling.base}/{len(queue.content)}", "server": ceiling},
         }, args.duration, args.rounds)
 
-        approve = os.path.join(WORK, "approve.lua")
-        with open(approve, "w") as out:
-            out.write(APPROVE_LUA % {"first": seeded["first_pending"], "token": token})
+        approve = approval_script(seeded["app"], token)
+        approved_before = approved_count(seeded["app"])
         results["approve"] = compare("Approval (POST, then the redirect is not followed)", {
             "ours: POST /moderate/comments/ID/approve": {"url": ours.base, "script": approve,
-                                                          "headers": {"Cookie": cookie}},
-            "ceiling: same-sized answer": {"url": f"{ceiling.base}/300"},
+                                                          "headers": moderator, "server": ours},
+            "ceiling: same-sized answer": {"url": f"{ceiling.base}/300", "server": ceiling},
         }, args.duration, args.rounds)
+        check_approvals(results["approve"]["ours: POST /moderate/comments/ID/approve"]["requests"],
+                        approved_count(seeded["app"]) - approved_before, args.rounds + 1)
         rss = {server.name: server.worker_rss_mb() for server in servers}
     finally:
         for server in servers:
@@ -460,9 +518,15 @@ def main() -> None:
     print(f"  cached JSON thread / Isso:          {ratio(read, ours_read, isso_read)}")
     print(f"  creation / Isso:                    "
           f"{ratio(create, 'ours: POST /api/v1/comments', 'isso 0.14: POST /new')}   (target >= 2)")
+    print(f"  creation, worker CPU a post:        Isso {create['isso 0.14: POST /new']['cpu_us']:.0f} us, ours "
+          f"{create['ours: POST /api/v1/comments']['cpu_us']:.0f} us: "
+          f"{create['isso 0.14: POST /new']['cpu_us'] / create['ours: POST /api/v1/comments']['cpu_us']:.2f}x")
+    print(f"  cached JSON thread, worker CPU:     ours {read[ours_read]['cpu_us']:.0f} us, ceiling "
+          f"{read[ceil_read]['cpu_us']:.0f} us a request")
     print(f"  creation p99:                       {create['ours: POST /api/v1/comments']['p99']:.1f} ms (target < 50)")
-    print(f"  queue page p50 / p99:               {results['queue']['ours: GET /moderate/']['p50']:.1f} / "
-          f"{results['queue']['ours: GET /moderate/']['p99']:.1f} ms at {PENDING:,} pending (target < 50)")
+    print(f"  queue page, 16 connections at once: p50 {results['queue']['ours: GET /moderate/']['p50']:.1f} ms, "
+          f"p99 {results['queue']['ours: GET /moderate/']['p99']:.1f} ms at {PENDING:,} pending "
+          "(its server time, for the target of < 50 ms, is queue_bench.py's, at the end)")
     print("\n## First, uncached render of the 200-comment thread (server time, in process)")
     for kind, timing in render.items():
         print(f"  {kind:<7} first in a fresh app {timing['first']:.1f} ms ({timing['first_cpu']:.1f} ms CPU), "
