@@ -1,5 +1,7 @@
 """Production: SQLite write transactions under several gunicorn workers, the cached public
 thread (versions, ETags, Cache-Control, pages), /healthz and the request log."""
+import contextlib
+import io
 import json
 import logging
 import os
@@ -16,7 +18,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from moderation import create_app
+from moderation import create_app, ops
 from moderation.cache import PAGE_SIZE, PUBLIC
 from moderation.cached_reads import CachedReads
 from moderation.extensions import db
@@ -851,3 +853,55 @@ def test_a_request_id_that_could_forge_log_lines_is_replaced(client, request_log
     response = client.get("/healthz", headers={"X-Request-ID": 'x"} {"status": 500'})
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
     assert json.loads(request_log[0])["request_id"] == response.headers["X-Request-ID"]
+
+
+@contextlib.contextmanager
+def written_by_its_own_handler():
+    """What the request log's own handler writes while it is the logger's only handler, as in
+    production. (Within the test: pytest attaches its capture handlers to every logger that does
+    not propagate, at the start of each test phase.)"""
+    logger = logging.getLogger("moderation.requests")
+    assert ops.STDERR in logger.handlers
+    handlers, logger.handlers = logger.handlers, [ops.STDERR]
+    stream = io.StringIO()
+    previous = ops.STDERR.setStream(stream)
+    try:
+        yield stream
+    finally:
+        ops.STDERR.setStream(previous)
+        logger.handlers = handlers
+
+
+def test_the_request_line_is_written_as_the_log_handler_writes_it(client, site, monkeypatch):
+    records = []
+    monkeypatch.setattr(ops, "record_of", lambda line, made=ops.record_of: records.append(line) or made(line))
+    logger = logging.getLogger("moderation.requests")
+    with written_by_its_own_handler() as stream:
+        client.get("/healthz", headers={"X-Request-ID": "straight-1"})
+        get_thread(client, site)
+        get_thread(client, site, headers={"X-Request-ID": "straight-2"})  # a cache hit, answered before Flask
+        assert records == []  # straight to the stream, no LogRecord on the way
+        # An operator's filter: the lines go through logging again, and it decides.
+        logger.addFilter(dropping := lambda record: "dropped" not in record.getMessage())
+        try:
+            client.get("/healthz", headers={"X-Request-ID": "dropped"})
+            client.get("/healthz", headers={"X-Request-ID": "through-logging"})
+        finally:
+            logger.removeFilter(dropping)
+    assert len(records) == 2
+    lines = stream.getvalue().split("\n")
+    assert lines[-1] == "" and len(lines) == 5
+    direct, _, hit, through = (json.loads(line) for line in lines[:-1])
+    assert direct == {"request_id": "straight-1", "method": "GET", "path": "/healthz", "status": 200,
+                      "duration_ms": direct["duration_ms"]}
+    assert hit["request_id"] == "straight-2" and hit["path"] == "/api/v1/threads"
+    assert through == {**direct, "request_id": "through-logging", "duration_ms": through["duration_ms"]}
+
+
+def test_a_request_log_that_cannot_be_written_does_not_fail_the_request(client):
+    def broken(text):
+        raise BrokenPipeError("the log's reader went away")
+
+    with written_by_its_own_handler() as stream:
+        stream.write = broken
+        assert client.get("/healthz").status_code == 200
