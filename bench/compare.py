@@ -381,22 +381,15 @@ def approval_script(app, token: str):
     every run's approvals are of comments still pending, not again of those a run before it
     approved (a conflict: "someone else decided first")."""
     def write() -> str:
-        import sqlalchemy as sa
-
-        from moderation.extensions import db
-        from moderation.models import Comment
-        from moderation.rules import Status
-
-        with app.app_context():
-            last = db.session.scalar(sa.select(sa.func.max(Comment.id)).where(Comment.status == Status.APPROVED))
         path = os.path.join(WORK, "approve.lua")
         with open(path, "w") as out:
-            out.write(APPROVE_LUA % {"first": last + 1, "token": token})
+            out.write(APPROVE_LUA % {"first": approved(app)["last"] + 1, "token": token})
         return path
     return write
 
 
-def approved_count(app) -> int:
+def approved(app) -> dict:
+    """How many comments are approved, and the last of them."""
     import sqlalchemy as sa
 
     from moderation.extensions import db
@@ -404,7 +397,9 @@ def approved_count(app) -> int:
     from moderation.rules import Status
 
     with app.app_context():
-        return db.session.scalar(sa.select(sa.func.count()).where(Comment.status == Status.APPROVED))
+        count, last = db.session.execute(sa.select(sa.func.count(), sa.func.max(Comment.id))
+                                         .where(Comment.status == Status.APPROVED)).one()
+    return {"count": count, "last": last}
 
 
 def check_approvals(answered: int, approved: int, runs: int) -> None:
@@ -495,14 +490,14 @@ def main() -> None:
         }, args.duration, args.rounds)
 
         approve = approval_script(seeded["app"], token)
-        approved_before = approved_count(seeded["app"])
+        approved_before = approved(seeded["app"])["count"]
         results["approve"] = compare("Approval (POST, then the redirect is not followed)", {
             "ours: POST /moderate/comments/ID/approve": {"url": ours.base, "script": approve,
                                                           "headers": moderator, "server": ours},
             "ceiling: same-sized answer": {"url": f"{ceiling.base}/300", "server": ceiling},
         }, args.duration, args.rounds)
         check_approvals(results["approve"]["ours: POST /moderate/comments/ID/approve"]["requests"],
-                        approved_count(seeded["app"]) - approved_before, args.rounds + 1)
+                        approved(seeded["app"])["count"] - approved_before, args.rounds + 1)
         rss = {server.name: server.worker_rss_mb() for server in servers}
     finally:
         for server in servers:
