@@ -8,7 +8,7 @@ import threading
 import weakref
 from typing import NamedTuple
 
-from flask import g, has_request_context, request
+from flask import current_app, g, has_request_context, request
 from sqlalchemy import ColumnDefault, Insert, event, insert, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -105,10 +105,24 @@ def may_write() -> bool:
     if not has_request_context():
         return True
     if request.method in READ_ONLY_METHODS:
+        view = current_app.view_functions.get(request.endpoint)
+        if getattr(view, "writes_first", False) and "first_transaction_began" not in g:
+            g.first_transaction_began = True
+            return True
         return False
     if g.get("read_first"):
         return g.pop("write_next", False)
     return True
+
+
+def writes_first(view):
+    """For a GET view that writes (opening a comment claims it): the request's first transaction,
+    the login's and the view's own up to its commit, begins IMMEDIATE as a POST's does. A deferred
+    transaction that has read cannot take SQLite's write lock once another connection committed
+    since: SQLite refuses at once, without waiting (SQLITE_BUSY_SNAPSHOT), and the moderator
+    would get a "try again". The transactions after that commit, the page's reads, are deferred."""
+    view.writes_first = True
+    return view
 
 
 def read_first(view):

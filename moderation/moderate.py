@@ -9,7 +9,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
                    url_for)
 from flask_login import current_user, login_required
 
-from . import comments, highlight, queue as queries, workspace
+from . import comments, db_engine, highlight, queue as queries, workspace
 from .comments import ACTIONS, Conflict
 from .extensions import db
 from .forms import BAN_PERIODS, BanForm, BulkForm, DecisionForm, EditForm
@@ -107,6 +107,7 @@ def decide(comment_id: int, action: str):
 
 
 @bp.get("/comments/<int:comment_id>")
+@db_engine.writes_first
 def card(comment_id: int):
     """One comment with its parent, its author's history, and the edit and ban forms.
     Opening it tells other moderators that this one is being reviewed."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, selectinload
 
 from . import search
@@ -262,12 +263,18 @@ def reviewers(user: User, comment_ids: list[int]) -> dict[int, str]:
 
 
 def claim(user: User, comment: Comment) -> None:
-    """Mark comment as being reviewed by user (replacing an older claim)."""
-    found = db.session.get(Claim, comment.id)
-    if found is None:
-        db.session.add(Claim(comment_id=comment.id, user_id=user.id, claimed_at=utcnow()))
-    else:
-        found.user_id, found.claimed_at = user.id, utcnow()
+    """Mark comment as being reviewed by user, replacing an older claim. Two requests may claim it
+    at once (the queue's script claims the card a click is opening): on PostgreSQL the second
+    insert then meets the first one's row, and takes it over instead."""
+    take_over = (sa.update(Claim).where(Claim.comment_id == comment.id)
+                 .values(user_id=user.id, claimed_at=utcnow()).execution_options(synchronize_session=False))
+    if db.session.execute(take_over).rowcount:
+        return
+    try:
+        with db.session.begin_nested():
+            db.session.add(Claim(comment_id=comment.id, user_id=user.id, claimed_at=utcnow()))
+    except IntegrityError:
+        db.session.execute(take_over)
 
 
 def audit_log(user: User, site_id: int | None = None, actor: str = "", action: str = "") -> sa.Select:

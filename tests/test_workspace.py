@@ -4,6 +4,7 @@ import csv
 import html
 import io
 import re
+import threading
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from .conftest import ARTICLE, ORIGIN, comment_fields
 from .test_moderate import CARD, OTHER_ORIGIN, add_comment, comment, decide, flashes, page_of
 from moderation import create_app, tokens
 from moderation.extensions import db
-from moderation.models import AuditEvent, Ban, Claim, Comment, Report, utcnow
+from moderation.models import AuditEvent, Ban, Claim, Comment, Report, Site, utcnow
 from moderation.rules import Status
 
 OTHER_ARTICLE = ORIGIN + "/2026/11/bridge-tolls.html"
@@ -522,6 +523,68 @@ def test_being_reviewed_by_another_moderator(app, client, site, moderator, make_
         db.session.execute(sa.update(Claim).values(claimed_at=utcnow() - timedelta(minutes=5)))
         db.session.commit()
     assert "Being reviewed by" not in page_of(client.get("/moderate/"))
+
+
+def test_a_claim_made_at_the_same_moment_by_another_request_is_taken_over(app, client, site, moderator,
+                                                                          make_user):
+    """The queue's script claims a card as a click opens it: two requests, each finding no claim."""
+    found = add_comment(app, client, site)
+    other_id = make_user("other@example.org", sites=[site])
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            pytest.skip("SQLite's one writer serialises the two claims")
+        engine = db.engine
+
+    raced = []
+
+    def claim_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO claims") and not raced:
+            raced.append(statement)
+            with engine.connect() as elsewhere:  # the other request, committed first
+                elsewhere.execute(sa.insert(Claim).values(comment_id=found, user_id=other_id, claimed_at=utcnow()))
+                elsewhere.commit()
+
+    sa.event.listen(engine, "before_cursor_execute", claim_first)
+    try:
+        response = client.get(f"/moderate/comments/{found}")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", claim_first)
+    assert raced and response.status_code == 200
+    with app.app_context():
+        [claim] = db.session.scalars(sa.select(Claim).where(Claim.comment_id == found))
+        assert claim.user.email == "mod@example.org"  # the later request's moderator has it now
+
+
+def test_opening_a_comment_while_another_connection_writes_claims_it(app, client, site, moderator):
+    """On SQLite a read transaction cannot turn into a write once another connection committed
+    since its first read (the claim would fail at once, with no busy wait): the card's request
+    holds the write lock from its first statement, and the other writer waits its turn."""
+    found = add_comment(app, client, site)
+    with app.app_context():
+        engine = db.engine
+    other_writer = threading.Thread(target=lambda: rename_site(engine, site.id))
+
+    def write_elsewhere(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE claims") and not other_writer.is_alive() and not other_writer.ident:
+            other_writer.start()
+            other_writer.join(timeout=0.5)  # done at once, unless this request holds the lock
+
+    sa.event.listen(engine, "before_cursor_execute", write_elsewhere)
+    try:
+        response = client.get(f"/moderate/comments/{found}")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", write_elsewhere)
+    other_writer.join(timeout=15)
+    assert other_writer.ident and response.status_code == 200
+    with app.app_context():
+        assert db.session.get(Site, site.id).name == "Renamed meanwhile"
+        assert db.session.get(Claim, found) is not None
+
+
+def rename_site(engine, site_id: int) -> None:
+    with engine.connect() as connection:
+        connection.execute(sa.update(Site).where(Site.id == site_id).values(name="Renamed meanwhile"))
+        connection.commit()
 
 
 def test_claim_endpoint_needs_a_visible_comment(app, client, site, make_site, moderator):
