@@ -565,7 +565,7 @@ def test_opening_a_comment_while_another_connection_writes_claims_it(app, client
     other_writer = threading.Thread(target=lambda: rename_site(engine, site.id))
 
     def write_elsewhere(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("UPDATE claims") and not other_writer.is_alive() and not other_writer.ident:
+        if statement.startswith("UPDATE claims") and other_writer.ident is None:  # not started yet
             other_writer.start()
             other_writer.join(timeout=0.5)  # done at once, unless this request holds the lock
 
@@ -575,7 +575,8 @@ def test_opening_a_comment_while_another_connection_writes_claims_it(app, client
     finally:
         sa.event.remove(engine, "before_cursor_execute", write_elsewhere)
     other_writer.join(timeout=15)
-    assert other_writer.ident and response.status_code == 200
+    assert other_writer.ident is not None and not other_writer.is_alive()
+    assert response.status_code == 200
     with app.app_context():
         assert db.session.get(Site, site.id).name == "Renamed meanwhile"
         assert db.session.get(Claim, found) is not None
