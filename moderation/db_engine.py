@@ -57,11 +57,22 @@ def begin_sqlite(connection: Connection) -> None:
     if connection.dialect.name != "sqlite":
         return
     if not may_write():
-        connection.exec_driver_sql("BEGIN")
+        begin(connection, "BEGIN")
         return
     if has_request_context():
         wait_for_turn(connection)
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    begin(connection, "BEGIN IMMEDIATE")
+
+
+def begin(connection: Connection, sql: str) -> None:
+    """On the driver's connection: exec_driver_sql would build an execution context and a result
+    for a statement that returns nothing (most of what beginning a post's write transaction cost).
+    A failure comes out as SQLAlchemy's own error, as from exec_driver_sql: a 503 when locked."""
+    driver_error = connection.dialect.loaded_dbapi.Error
+    try:
+        connection.connection.driver_connection.execute(sql)
+    except driver_error as error:
+        raise DBAPIError.instance(sql, (), error, driver_error) from error
 
 
 # Per thread: one lock file per database (flock excludes other open files, so each thread of a
