@@ -64,6 +64,9 @@ def configure(app: Flask, config: dict | None) -> None:
 
 
 def configure_extensions(app: Flask) -> None:
+    from .auth import SessionCookie
+
+    app.session_interface = SessionCookie()
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
     csrf.init_app(app)

@@ -2,8 +2,10 @@
 import secrets
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, login_required, login_user, logout_user
+from itsdangerous import URLSafeTimedSerializer
 
 from . import throttle
 from .extensions import db, limiter, login_manager
@@ -14,6 +16,20 @@ bp = Blueprint("auth", __name__, url_prefix="/moderate")
 
 # Checked against when the email is unknown, so a wrong email costs as long as a wrong password.
 _DUMMY = User(email="", password_hash="scrypt:32768:8:1$yeK8CAGeRbv4qqID$1f0859d03a7ff7b3ffebbd0d36a01054cb53f573023659033c05f05bdb0beb8b874267013a04ad86c3035ed180c557fe0603bc47c8592dde559b60ef17f53fe9")
+
+
+class SessionCookie(SecureCookieSessionInterface):
+    """Flask's signed session cookie, its signer built once per secret key rather than for every
+    request: building one signs a sample value to learn what the serializer gives."""
+
+    def __init__(self):
+        self.signer: tuple[tuple, URLSafeTimedSerializer | None] = ((), None)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        if self.signer[0] != keys:
+            self.signer = keys, super().get_signing_serializer(app)
+        return self.signer[1]
 
 
 @login_manager.user_loader

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from itsdangerous import BadSignature
 
 from .conftest import ARTICLE, PASSWORD, Auth, comment_fields, count
 from moderation.extensions import db
@@ -464,3 +465,20 @@ def test_moderator_pages_cannot_be_framed_or_sniffed(client, moderator, path):
     assert "'unsafe-inline'" not in csp
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_session_signer_is_built_once_per_secret_key(app, client, make_user, auth):
+    interface = app.session_interface
+    signer = interface.get_signing_serializer(app)
+    assert interface.get_signing_serializer(app) is signer
+    cookie = signer.dumps({"a": 1})
+    app.secret_key = "a new secret"
+    rotated = interface.get_signing_serializer(app)
+    assert rotated is not signer and rotated.loads(rotated.dumps({"a": 1})) == {"a": 1}
+    with pytest.raises(BadSignature):
+        rotated.loads(cookie)
+    app.config["SECRET_KEY_FALLBACKS"] = ["test-secret"]  # the old key, still accepted while rotating
+    assert interface.get_signing_serializer(app).loads(cookie) == {"a": 1}
+    make_user("mod@example.org", all_sites=True)
+    auth.login("mod@example.org")
+    assert client.get("/moderate/").status_code == 200
