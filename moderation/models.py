@@ -84,8 +84,12 @@ class Comment(db.Model):
         sa.Index("ix_comments_author_key", "site_id", "author_key", "status"),
         sa.Index("ix_comments_parent", "parent_id"),
         sa.Index("ix_comments_site_email", "site_id", "author_email", "status"),
-        sa.Index("ix_comments_reported", "site_id", "reports"),
-        sa.Index("ux_comments_import_ref", "site_id", "import_ref", unique=True),
+        # Partial: a new comment is seldom reported or imported, and enters neither index. A query
+        # can use one only where its own condition implies the index's (reports > 0; import_ref = ...).
+        sa.Index("ix_comments_reported", "site_id", "reports",
+                 sqlite_where=sa.text("reports > 0"), postgresql_where=sa.text("reports > 0")),
+        sa.Index("ux_comments_import_ref", "site_id", "import_ref", unique=True,
+                 sqlite_where=sa.text("import_ref IS NOT NULL"), postgresql_where=sa.text("import_ref IS NOT NULL")),
         sa.Index("ix_comments_email", "author_email"),
         sa.Index("ix_comments_created", "created_at"),
         sa.Index("ix_comments_body_hash", "site_id", "body_hash", "created_at"),
