@@ -164,13 +164,20 @@ def test_web_writers_take_turns_until_their_transaction_ends(app, site, ending):
 
 
 @pytest.mark.skipif(not ON_SQLITE, reason="SQLite only")
-def test_a_second_writer_waits_for_its_turn_not_in_sqlites_busy_handler(app, site):
+def test_a_second_writer_waits_for_its_turn_not_in_sqlites_busy_handler(app, site, monkeypatch):
     """It begins only once the first has committed: it never sits in SQLite's busy handler,
     which sleeps in steps of up to 100 ms."""
+    from moderation import db_engine
+
     events = []
+    real_begin = db_engine.begin
+
+    def begin(connection, sql):
+        events.append((threading.current_thread().name, sql))
+        real_begin(connection, sql)
+
+    monkeypatch.setattr(db_engine, "begin", begin)
     with app.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute", lambda conn, cursor, statement, *args: events.append(
-            (threading.current_thread().name, statement)) if statement.startswith("BEGIN") else None)
         sa.event.listen(db.engine, "commit", lambda conn: events.append((threading.current_thread().name, "COMMIT")))
 
     def second_writer():
@@ -274,13 +281,18 @@ def test_posting_a_comment_checks_before_it_takes_the_write_lock(app, client, si
     with app.app_context():
         sa.event.listen(db.engine, "before_cursor_execute", lambda conn, cursor, statement, *args: statements.append(
             (conn.connection.driver_connection, statement.split()[:4])))
-    real_fetch = db_engine.fetch
+    real_fetch, real_begin = db_engine.fetch, db_engine.begin
 
     def fetch(connection, sql, values, first_only):  # the statements run on the driver's cursor
         statements.append((connection, sql.split()[:4]))
         return real_fetch(connection, sql, values, first_only)
 
+    def begin(connection, sql):  # BEGIN, on the driver's connection too
+        statements.append((connection.connection.driver_connection, sql.split()))
+        real_begin(connection, sql)
+
     monkeypatch.setattr(db_engine, "fetch", fetch)
+    monkeypatch.setattr(db_engine, "begin", begin)
     assert client.post("/api/v1/comments", json=comment_fields(site), headers={"Origin": ORIGIN}).status_code == 201
     [locked] = [n for n, (_, words) in enumerate(statements) if words[0] == "BEGIN"]
     assert statements[locked][1] == ["BEGIN", "IMMEDIATE"]  # the one transaction: the checks began none
