@@ -150,12 +150,9 @@ def check_article_url(site: Site, url: str) -> None:
 
 def get_or_create_article(site: Site, url: str, title: str, found: Article | None = None) -> Article:
     """The site's article at this url, created if it has none. `found`: the article as read before
-    this transaction (articles go only with their site), attached to it instead of read again."""
-    if found is not None:
-        article = found
-        db.session.add(article)
-    else:
-        article = article_for(site, url)
+    this transaction (articles go only with their site), used instead of read again, and attached
+    to the session only to be changed."""
+    article = found if found is not None else article_for(site, url)
     if article is None:
         try:
             with db.session.begin_nested():
@@ -164,6 +161,7 @@ def get_or_create_article(site: Site, url: str, title: str, found: Article | Non
         except IntegrityError:  # another request created it a moment ago
             article = article_for(site, url)
     elif title and not article.title:
+        db.session.add(article)
         article.title = title.strip()[:300]
     return article
 
@@ -401,14 +399,14 @@ def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment
     if is_duplicate(article, submission):
         raise Refused(409, DUPLICATE)
     decision = rules.decide(checked.draft, site.rules, facts)
-    comment = db_engine.insert_attached(db.session, Comment, dict(
+    comment = db_engine.insert_detached(db.session, Comment, dict(
         site_id=site.id, article_id=article.id, parent_id=submission.parent_id,
         author_name=submission.name, author_email=submission.email, author_website=submission.website,
         author_key=checked.author_key, body=submission.body, body_html=checked.body_html,
         sanitizer_version=sanitize.SANITIZER_VERSION, status=decision.status,
         reasons=list(decision.reasons), ip=submission.ip, user_agent=submission.user_agent[:400],
         notify=submission.notify, decided_at=None if decision.status == Status.PENDING else utcnow(),
-    ))
+    ), site=site, article=article)  # what the mails and webhooks below read of it
     if comment.status == Status.APPROVED:
         bump_thread(article.id)
     notifications.comment_submitted(comment, decision.publish_by_email_link)

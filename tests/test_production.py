@@ -350,7 +350,9 @@ def test_reads_outside_the_session_give_what_the_session_gives(app, site, post_c
         assert statements == []
 
 
-def test_an_insert_attached_is_as_a_flushed_object(app, site):
+def test_an_insert_detached_is_the_stored_row_as_loaded_with_the_relationships_given(app, site):
+    from sqlalchemy.orm.exc import DetachedInstanceError
+
     from moderation import db_engine
     from moderation.models import body_hash
 
@@ -358,22 +360,28 @@ def test_an_insert_attached_is_as_a_flushed_object(app, site):
         article = Article(site_id=site.id, url=ARTICLE, title="T")
         db.session.add(article)
         db.session.commit()
-        comment = db_engine.insert_attached(db.session, Comment, dict(
-            site_id=site.id, article_id=article.id, author_name="Ann", author_email="ann@example.org",
-            body="Inserted.", body_html="<p>Inserted.</p>", reasons=["pre-moderation"]))
+        the_site, article_id = db.session.get(Site, site.id), article.id
+        statements = []
+        sa.event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        comment = db_engine.insert_detached(db.session, Comment, dict(
+            site_id=site.id, article_id=article_id, author_name="Ann", author_email="ann@example.org",
+            body="Inserted.", body_html="<p>Inserted.</p>", reasons=["pre-moderation"]), site=the_site, article=article)
         state = sa.inspect(comment)
-        assert state.persistent and not state.modified
-        assert comment.article is article  # relationships load through the session as usual
+        assert state.detached and not state.modified and comment not in db.session
         # The column defaults, as a flush would have set them:
         assert (comment.status, comment.version, comment.reports, comment.notify, comment.body_hash) == (
             Status.PENDING, 1, 0, False, body_hash("Inserted."))
         assert comment.created_at is not None and comment.id > 0
-        comment.author_name = "Ann B."  # changed after the insert: an UPDATE at the commit, as usual
+        assert comment.article is article and comment.site is the_site and not statements  # given, not loaded
+        with pytest.raises(DetachedInstanceError):  # not given: nothing to load it through
+            comment.parent
         comment_id = comment.id
         db.session.commit()
+        assert comment.author_name == "Ann"  # still readable after the commit: nothing expired it
         db.session.remove()
         stored = db.session.get(Comment, comment_id)
-        assert (stored.author_name, stored.reasons, stored.status) == ("Ann B.", ["pre-moderation"], Status.PENDING)
+        assert (stored.author_name, stored.reasons, stored.status, stored.article_id) == (
+            "Ann", ["pre-moderation"], Status.PENDING, article_id)
 
 
 def query_plan(query: sa.Select) -> str:
@@ -413,12 +421,12 @@ def test_the_reported_and_imported_indexes_hold_only_such_comments(app, site, po
             db.session.execute(sa.insert(Comment), [{**row, "import_ref": "wp:1"}])
 
 
-def test_a_failed_insert_attached_is_the_database_error_the_session_would_raise(app, site):
+def test_a_failed_insert_detached_is_the_database_error_the_session_would_raise(app, site):
     from moderation import db_engine
 
     with app.app_context():
         with pytest.raises(sa.exc.IntegrityError):  # no such article: the foreign key refuses it
-            db_engine.insert_attached(db.session, Comment, dict(
+            db_engine.insert_detached(db.session, Comment, dict(
                 site_id=site.id, article_id=999_999, author_name="Ann", author_email="ann@example.org",
                 body="Nowhere.", body_html="<p>Nowhere.</p>"))
         db.session.rollback()
