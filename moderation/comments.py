@@ -361,9 +361,9 @@ def check(site: Site, submission: Submission) -> Checked:
         raise Refused(400, "This name is reserved for the site's staff; please choose another.", "name")
     body_html = sanitize.render(submission.body)
     author_key = tokens.author_key_from(submission.author_token)
-    draft = rules.Draft(text=sanitize.plain_text(body_html), links=sanitize.count_links(body_html),
-                        name=submission.name, email=submission.email, website=submission.website,
-                        ip=submission.ip or "")
+    text, links = sanitize.text_and_links(body_html)
+    draft = rules.Draft(text=text, links=links, name=submission.name, email=submission.email,
+                        website=submission.website, ip=submission.ip or "")
     known, trusted = is_known_author(site, author_key), author_trust(site, author_key, submission.email)
     facts = rules.Facts(
         known_author=known,

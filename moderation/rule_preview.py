@@ -36,8 +36,8 @@ class Change:
 
 
 def draft_of(body_html: str, name: str = "", email: str = "", website: str = "", ip: str = "") -> rules.Draft:
-    return rules.Draft(text=sanitize.plain_text(body_html), links=sanitize.count_links(body_html),
-                       name=name, email=email, website=website, ip=ip)
+    text, links = sanitize.text_and_links(body_html)
+    return rules.Draft(text=text, links=links, name=name, email=email, website=website, ip=ip)
 
 
 def trial(draft: rules.Draft, site_rules: dict, facts: rules.Facts) -> Trial:

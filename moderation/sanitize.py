@@ -229,6 +229,12 @@ def plain_text(html: str) -> str:
     return "".join(_Reader(html).text)
 
 
+def text_and_links(html: str) -> tuple[str, int]:
+    """plain_text and count_links of rendered HTML, from one parse (what the rules read of a comment)."""
+    reader = _Reader(html)
+    return "".join(reader.text), reader.links
+
+
 def count_links(html: str) -> int:
     """Return the number of <a href> in rendered HTML."""
     return _Reader(html).links

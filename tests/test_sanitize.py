@@ -236,7 +236,8 @@ def test_paragraphs_and_line_breaks(raw, html):
     ('<a href="javascript:alert(1)">j</a>', 0),
 ])
 def test_count_links(raw, links):
-    assert sanitize.count_links(sanitize.render(raw)) == links
+    html = sanitize.render(raw)
+    assert sanitize.count_links(html) == links == sanitize.text_and_links(html)[1]
 
 
 @pytest.mark.parametrize("raw, text", [
@@ -247,7 +248,8 @@ def test_count_links(raw, links):
     ("see https://example.com", "see https://example.com"),
 ])
 def test_plain_text(raw, text):
-    assert sanitize.plain_text(sanitize.render(raw)) == text
+    html = sanitize.render(raw)
+    assert sanitize.plain_text(html) == text == sanitize.text_and_links(html)[0]
 
 
 def test_plain_text_keeps_words_apart():
