@@ -218,8 +218,8 @@ def insert_detached(session, model: type, values: dict, **related):
     loaded. A fifth of what the ORM's flush of a new object costs, for the insert of every post.
 
     Detached, not added to the session: an object in the session costs every later flush (each
-    read_rows on the session makes one) and the commit, which expires it; for a post, a tenth
-    of its cost. So the instance is for reading: what it loads is all it has (a relationship
+    read_rows on the session makes one) and the commit, which expires it; for a post, 2.7% of
+    its instructions. So the instance is for reading: what it loads is all it has (a relationship
     not given raises DetachedInstanceError), and a change made to it is not saved.
     The columns' Python defaults apply as in a flush, the server's through RETURNING; the ORM's
     insert events (before_insert...) do not."""
