@@ -1,4 +1,5 @@
 """create_app's configuration layers, its refusal of the development key, wsgi.py, and error pages."""
+import gc
 import importlib.util
 import os
 
@@ -82,12 +83,15 @@ def test_http_public_url_keeps_the_plain_cookie():
 def test_wsgi_exposes_the_app(monkeypatch):
     monkeypatch.setenv("MODERATION_SECRET_KEY", "a-real-secret-for-production")
     monkeypatch.setenv("MODERATION_SQLALCHEMY_DATABASE_URI", MEMORY)
+    frozen_with = []  # not the test process's own objects: record what the worker would freeze
     spec = importlib.util.spec_from_file_location("wsgi_under_test", os.path.join(PROJECT_ROOT, "wsgi.py"))
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setattr(gc, "freeze", lambda: frozen_with.append(getattr(module, "app", None)))
     spec.loader.exec_module(module)
     assert module.app.name == "moderation"
     assert module.app.config["SECRET_KEY"] == "a-real-secret-for-production"
     assert not module.app.testing
+    assert frozen_with == [module.app]  # once the app is built, so that its objects are among the frozen
 
 
 # --- error pages -------------------------------------------------------------
