@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm import aliased
 
-from . import addresses, db_engine, notifications, rules, sanitize, tokens, webhooks
+from . import addresses, db_engine, notifications, rules, sanitize, search, tokens, webhooks
 from .extensions import db
 from .models import Article, AuditEvent, AuthorTrust, Ban, Comment, Site, User, VerifiedEmail, body_hash, utcnow
 from .rules import Status
@@ -407,6 +407,7 @@ def store(site: Site, submission: Submission, checked: Checked) -> tuple[Comment
         reasons=list(decision.reasons), ip=submission.ip, user_agent=submission.user_agent[:400],
         notify=submission.notify, decided_at=None if decision.status == Status.PENDING else utcnow(),
     ), site=site, article=article)  # what the mails and webhooks below read of it
+    search.index_if_due(comment.id)
     if comment.status == Status.APPROVED:
         bump_thread(article.id)
     notifications.comment_submitted(comment, decision.publish_by_email_link)

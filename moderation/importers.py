@@ -278,8 +278,6 @@ class Importer:
         # outlive an import that is killed (it keeps its own copy of the pipe it waits on).
         spawn = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else None
-        self.search_trigger = search.pause_indexing()
-        self.last_id_before = db.session.scalar(sa.select(sa.func.max(Comment.id))) or 0
 
     def add(self, item: Incoming | None) -> None:
         if item is None:
@@ -365,8 +363,7 @@ class Importer:
                                                     for article_id, moment in self.first_comment.items()])
         for article_id in self.touched:
             bump_thread(article_id)
-        if self.search_trigger:
-            search.index_in_bulk(self.last_id_before, self.search_trigger)
+        search.index_waiting()
         db.session.add(AuditEvent(site_id=self.site.id, actor=actor, action="import",
                                   detail={"source": source, "added": self.report.added,
                                           "already_there": self.report.already_there}))

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from .conftest import ARTICLE, ORIGIN, comment_fields
 from .test_moderate import CARD, OTHER_ORIGIN, add_comment, comment, decide, flashes, page_of
-from moderation import create_app, tokens
+from moderation import create_app, search, tokens
 from moderation.extensions import db
 from moderation.models import AuditEvent, Ban, Claim, Comment, Report, Site, utcnow
 from moderation.rules import Status
@@ -122,14 +122,85 @@ def test_full_text_search_covers_every_field(app, client, site, moderator, query
     assert cards(page_of(client.get("/moderate/", query_string={"q": query}))) == [wanted], field
 
 
-def test_search_uses_the_engines_index_and_follows_edits(app, client, site, moderator):
+def indexed_comments(app) -> int:
+    with app.app_context():
+        table = "comments_fts" if db.engine.dialect.name == "sqlite" else "comment_search"
+        return db.session.scalar(sa.text(f"SELECT count(*) FROM {table}"))
+
+
+def index_waiting(app) -> None:
+    with app.app_context():
+        search.index_waiting()
+        db.session.commit()
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_search_uses_the_engines_index_and_follows_edits(app, client, site, moderator, indexed):
     found = add_comment(app, client, site, body="Original words about ferries.")
+    if indexed:  # on SQLite a new comment waits for its batch; PostgreSQL indexes it at once
+        index_waiting(app)
     set_fields(app, found, body="Rewritten about trams.")
     assert cards(page_of(client.get("/moderate/?q=trams"))) == [found]
     assert cards(page_of(client.get("/moderate/?q=ferries"))) == []
     with app.app_context():
-        table = "comments_fts" if db.engine.dialect.name == "sqlite" else "comment_search"
-        assert db.session.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 1
+        sqlite = db.engine.dialect.name == "sqlite"
+    assert indexed_comments(app) == (1 if indexed or not sqlite else 0)  # an edit does not index a waiting one
+
+
+def test_an_edit_keeps_older_comments_indexed(app, client, site, moderator):
+    older, newest = (add_comment(app, client, site, body=f"About ferries, part {n}.", email=f"{n}@example.org")
+                     for n in (1, 2))
+    index_waiting(app)
+    for comment_id in (older, newest):
+        set_fields(app, comment_id, body=f"Rewritten about trams, comment {comment_id}.")
+    assert sorted(cards(page_of(client.get("/moderate/?q=trams")))) == [older, newest]
+    assert cards(page_of(client.get("/moderate/?q=ferries"))) == []
+    assert indexed_comments(app) == 2
+
+
+def test_sqlite_indexes_new_comments_in_batches(app, client, site, moderator):
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("PostgreSQL indexes every comment in its own insert's transaction")
+    ids = [add_comment(app, client, site, body=f"Tram stop number {n}.", email=f"r{n}@example.org")
+           for n in range(search.INDEX_BATCH - 1)]
+    assert ids[-1] == search.INDEX_BATCH - 1 and indexed_comments(app) == 0
+    assert len(cards(page_of(client.get("/moderate/?q=tram")))) == min(len(ids), 25)  # waiting, still found
+    ids.append(add_comment(app, client, site, body="Tram stop number last.", email="last@example.org"))
+    assert indexed_comments(app) == search.INDEX_BATCH  # the post with the batch's last id indexed all of them
+    assert cards(page_of(client.get("/moderate/?q=last")))== [ids[-1]]
+    waiting = add_comment(app, client, site, body="A tram after the batch.", email="after@example.org")
+    assert indexed_comments(app) == search.INDEX_BATCH
+    assert cards(page_of(client.get("/moderate/?q=after")))== [waiting]
+
+
+# Accents, scripts and punctuation: FTS5's unicode61 folds Latin accents only, splits Devanagari
+# at its combining marks, and keeps ß; a waiting comment must match exactly as an indexed one.
+TRICKY_BODY = "Café crème, Straße Ærøskøbing. Ελληνικά Ёлка हिन्दी ﬁne a_b x@y.org 2026-12-02"
+TRICKY_QUERIES = ["cafe", "CAFÉ", "creme", "strasse", "straße", "aerø", "ærø", "ελληνικα", "ελληνικά", "ёлка",
+                  "елка", "हिन्दी", "न्द", "fine", "ﬁne", "a_b", "b", "y org", "2026 02", "12-0", "ferry"]
+
+
+def test_waiting_and_indexed_comments_match_the_same_words(app, client, site, moderator):
+    found = add_comment(app, client, site, body=TRICKY_BODY)
+
+    def matched() -> dict[str, bool]:
+        return {query: cards(page_of(client.get("/moderate/", query_string={"q": query}))) == [found]
+                for query in TRICKY_QUERIES}
+
+    waiting = matched()
+    index_waiting(app)
+    assert indexed_comments(app) == 1
+    assert matched() == waiting
+    assert waiting["CAFÉ"] and waiting["2026 02"] and not waiting["ferry"]
+
+
+def test_the_one_comment_index_is_built_like_the_real_one(app):
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite only")
+        stored = db.session.scalar(sa.text("SELECT sql FROM sqlite_master WHERE name = 'comments_fts'"))
+    assert " ".join(stored.split()).replace("( ", "(") == search.FTS_TABLE
 
 
 @pytest.mark.parametrize("query", ['"', "foo OR", "NEAR(a b)", "a:*&!", "'; DROP TABLE comments; --", "*"])
