@@ -139,7 +139,7 @@ def seed_ours(url: str) -> dict:
     sys.path.insert(0, PROJECT)
     import sqlalchemy as sa
 
-    from moderation import create_app, sanitize
+    from moderation import create_app, sanitize, search
     from moderation.extensions import db
     from moderation.models import Article, Comment, Role, Site, User
     from moderation.rules import Status, validate_rules
@@ -180,6 +180,7 @@ def seed_ours(url: str) -> dict:
                  "body_html": pending_html, "status": Status.PENDING, "reasons": ["pre-moderation"],
                  "ip": f"198.51.{n // 256 % 256}.{n % 256}", "created_at": now - timedelta(seconds=26 * (PENDING - n))}
                 for n in range(start, min(start + 10_000, PENDING))])
+        search.index_waiting()  # as an import does
         db.session.commit()
         return {"site": site.key, "app": app}
 

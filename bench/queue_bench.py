@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
 
-from moderation import create_app, rules, sanitize  # noqa: E402
+from moderation import create_app, rules, sanitize, search  # noqa: E402
 from moderation.extensions import db  # noqa: E402
 from moderation.models import Article, Comment, Role, Site, User, utcnow  # noqa: E402
 
@@ -66,6 +66,7 @@ def build(url: str, size: int, flood: int):
                 "created_at": start + timedelta(seconds=n), "version": 1,
                 "sanitizer_version": sanitize.SANITIZER_VERSION,  # as stored now: not sanitized again on load
             } for n in range(first, min(first + BATCH, size))])
+        search.index_waiting()  # as an import does
         db.session.commit()
         if db.engine.dialect.name == "postgresql":
             db.session.execute(sa.text("ANALYZE"))

@@ -470,6 +470,7 @@ class JsonImport:
     def run(self, articles: list, comments: list, audit_log: list, actor: str) -> ImportReport:
         article_ids = self.restore_articles(articles)
         comment_ids = self.restore_comments(comments, article_ids)
+        search.index_waiting()
         label = f"json {self.source}"
         already = db.session.scalar(sa.select(sa.exists().where(
             AuditEvent.site_id == self.site.id, AuditEvent.action == "import",
