@@ -147,7 +147,7 @@ def test_search_uses_the_engines_index_and_follows_edits(app, client, site, mode
     assert indexed_comments(app) == (1 if indexed or not sqlite else 0)  # an edit does not index a waiting one
 
 
-def test_an_edit_keeps_older_comments_indexed(app, client, site, moderator):
+def test_an_edit_keeps_indexed_comments_indexed(app, client, site, moderator):
     older, newest = (add_comment(app, client, site, body=f"About ferries, part {n}.", email=f"{n}@example.org")
                      for n in (1, 2))
     index_waiting(app)
@@ -168,10 +168,10 @@ def test_sqlite_indexes_new_comments_in_batches(app, client, site, moderator):
     assert len(cards(page_of(client.get("/moderate/?q=tram")))) == min(len(ids), 25)  # waiting, still found
     ids.append(add_comment(app, client, site, body="Tram stop number last.", email="last@example.org"))
     assert indexed_comments(app) == search.INDEX_BATCH  # the post with the batch's last id indexed all of them
-    assert cards(page_of(client.get("/moderate/?q=last")))== [ids[-1]]
+    assert cards(page_of(client.get("/moderate/?q=last"))) == [ids[-1]]
     waiting = add_comment(app, client, site, body="A tram after the batch.", email="after@example.org")
     assert indexed_comments(app) == search.INDEX_BATCH
-    assert cards(page_of(client.get("/moderate/?q=after")))== [waiting]
+    assert cards(page_of(client.get("/moderate/?q=after"))) == [waiting]
 
 
 # Accents, scripts and punctuation: FTS5's unicode61 folds Latin accents only, splits Devanagari
