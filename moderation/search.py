@@ -29,12 +29,11 @@ INDEX_BATCH = 32
 FTS_TABLE = ("CREATE VIRTUAL TABLE comments_fts USING fts5(body, author_name, author_email, author_website, ip, "
              "article_url, tokenize = 'unicode61')")
 INDEXED_UP_TO = "(SELECT coalesce(max(rowid), 0) FROM comments_fts)"
+INSERT = "INSERT INTO comments_fts (rowid, body, author_name, author_email, author_website, ip, article_url) "
 INDEX_WAITING = sa.text(
-    "INSERT INTO comments_fts (rowid, body, author_name, author_email, author_website, ip, article_url) "
-    "SELECT c.id, c.body, c.author_name, c.author_email, c.author_website, coalesce(c.ip, ''), a.url "
+    INSERT + "SELECT c.id, c.body, c.author_name, c.author_email, c.author_website, coalesce(c.ip, ''), a.url "
     "FROM comments c JOIN articles a ON a.id = c.article_id WHERE c.id > " + INDEXED_UP_TO)
-ONE_COMMENT = ("INSERT INTO comments_fts (rowid, body, author_name, author_email, author_website, ip, article_url) "
-               "VALUES (1, ?, ?, ?, ?, ?, ?)")
+ONE_COMMENT = INSERT + "VALUES (1, ?, ?, ?, ?, ?, ?)"
 
 
 def words_of(query: str) -> list[str]:

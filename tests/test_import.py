@@ -274,7 +274,7 @@ def searchable(app, words: str) -> set[str]:
 
 @pytest.mark.parametrize("bad_file", [None, "wordpress-bad-status.xml"])
 def test_imported_comments_are_searchable_and_new_ones_still_indexed(app, runner, site, post_comment, bad_file):
-    if bad_file:  # a failed import leaves the index and its trigger as they were
+    if bad_file:  # a failed import leaves the index as it was
         assert run_import(runner, "wordpress", bad_file, site).exit_code == 1
     else:
         assert run_import(runner, "wordpress", "wordpress.xml", site).exit_code == 0
